@@ -1,0 +1,505 @@
+//! Generates the rewritten function, and rewrites the method attributes inside an
+//! annotated `impl` block.
+//!
+//! Every runtime item is named through `::resilient::__private`, and every binding the
+//! expansion introduces is named `__resilient_*` with a mixed-site span, so the user's body
+//! can neither see nor shadow them.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned as _;
+use syn::visit_mut::VisitMut;
+use syn::{AttrStyle, Attribute, FnArg, ImplItem, ItemImpl, Meta, Pat, Type};
+
+use crate::ast::{Binding, Function, Item, Operation, Param, Passing, peel};
+use crate::attr::{Args, Backoff, BuiltinBreaker, BuiltinBulkhead, Preset, SpecRef};
+use crate::valid;
+
+/// Parse → validate → generate. On `Err`, the caller emits the item unchanged.
+pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    match Item::parse(item)? {
+        Item::Impl(imp) => impl_block(args, imp),
+        Item::Decl(decl) => Err(syn::Error::new_spanned(
+            &decl.sig,
+            "`#[resilient]` needs the function body: put it on the method in the `impl` block, \
+             not on the trait's declaration",
+        )),
+        Item::Fn(item) => {
+            let args: Args = syn::parse2(args)?;
+            let op = Operation {
+                args: &args,
+                func: Function::new(&item),
+            };
+            valid::validate(&op)?;
+            Ok(function(&op))
+        }
+    }
+}
+
+// ===== functions =====
+
+/// Input:
+///
+/// ```text
+/// #[resilient(retry = 3)]
+/// async fn create(&self, new: NewUser) -> Result<User, RepoError> { BODY }
+/// ```
+///
+/// Output:
+///
+/// ```text
+/// async fn create(&self, new: NewUser) -> Result<User, RepoError> {
+///     static __RESILIENT_POLICY: Policy = Policy::new("create", module_path!()).retry(3);
+///     inventory::submit! { Registration::new(&__RESILIENT_POLICY) }
+///     assert_return::<Result<User, RepoError>>();
+///     assert_error::<RepoError>();
+///     let __resilient_rt = RuntimeRef::current();
+///     let mut __resilient_call = Call::new(&__resilient_rt, &__RESILIENT_POLICY);
+///     let __resilient_result = loop {
+///         let __resilient_admission = match __resilient_call.admit().await { .. };
+///         let new = CloneForRetry::clone_for_retry(&new);
+///         match __resilient_call.attempt(__resilient_admission, async { BODY }).await { .. }
+///     };
+///     __resilient_call.finish(__resilient_result)
+/// }
+/// ```
+///
+/// The body is re-run inline in a non-`move` async block instead of through a closure:
+/// each attempt's future is dropped before the next one starts, so the body may borrow
+/// `&mut self` and the arguments afresh every time, which an `FnMut` closure returning a
+/// future cannot do.
+fn function(op: &Operation) -> TokenStream {
+    let item = op.func.item;
+    let (inner, outer): (Vec<&Attribute>, Vec<&Attribute>) = item
+        .attrs
+        .iter()
+        .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
+    let vis = &item.vis;
+    let reuse = op.reuses_args();
+    let sig = signature(op, reuse);
+    let ret = op.func.output().expect("validated: the function has a return type");
+
+    let policy = policy_static(op);
+    let checks = type_checks(ret);
+    let rebind = if reuse {
+        op.func.params.iter().map(rebind).collect()
+    } else {
+        TokenStream::new()
+    };
+    let attempt = attempt_future(ret, &item.block);
+    let run = if op.retry().0 > 0 {
+        retry_loop(&rebind, &attempt)
+    } else {
+        single_attempt(&rebind, &attempt)
+    };
+    let finish = finish(op);
+
+    let m = Span::mixed_site();
+    quote_spanned! {m=>
+        #(#outer)*
+        #vis #sig {
+            #(#inner)*
+            #policy
+            #checks
+            let __resilient_rt = ::resilient::__private::RuntimeRef::current();
+            let mut __resilient_call =
+                ::resilient::__private::Call::new(&__resilient_rt, &__RESILIENT_POLICY);
+            let __resilient_result = #run;
+            #finish
+        }
+    }
+}
+
+/// The user's signature, except that when arguments are reused across attempts, `mut`
+/// moves from the parameter to the per-attempt binding (the parameter itself is never
+/// mutated, and `unused_mut` would say so), and patterns are bound to a positional name
+/// and destructured per attempt.
+fn signature(op: &Operation, reuse: bool) -> syn::Signature {
+    let mut sig = op.func.item.sig.clone();
+    if !reuse {
+        return sig;
+    }
+    let typed = sig.inputs.iter_mut().filter_map(|input| match input {
+        FnArg::Typed(arg) => Some(arg),
+        FnArg::Receiver(_) => None,
+    });
+    for (arg, param) in typed.zip(&op.func.params) {
+        match (&param.binding, param.passing) {
+            (Binding::Ident { .. }, Passing::Owned) => {
+                if let Pat::Ident(p) = &mut *arg.pat {
+                    p.mutability = None;
+                }
+            }
+            (Binding::Ident { .. }, Passing::Shared | Passing::Unique) => {}
+            (Binding::Wild | Binding::Pattern, _) => {
+                let ident = param.positional();
+                *arg.pat = syn::parse_quote!(#ident);
+            }
+        }
+    }
+    sig
+}
+
+/// Fresh bindings for one attempt, shadowing the parameters.
+fn rebind(param: &Param) -> TokenStream {
+    let pat = &param.arg.pat;
+    let positional = param.positional();
+    // Spanned at the parameter's type, so that a missing `Clone` points at the argument.
+    let ty_span = param.arg.ty.span();
+    let clone = quote_spanned!(ty_span=> ::resilient::__private::CloneForRetry::clone_for_retry);
+    match (&param.binding, param.passing) {
+        (Binding::Ident { ident, mutability }, Passing::Owned) => {
+            quote_spanned!(ty_span=> let #mutability #ident = #clone(&#ident);)
+        }
+        (Binding::Ident { .. } | Binding::Wild, _) => TokenStream::new(),
+        (Binding::Pattern, Passing::Owned) => quote!(let #pat = #clone(&#positional);),
+        (Binding::Pattern, Passing::Shared) => quote!(let #pat = #positional;),
+        (Binding::Pattern, Passing::Unique) => quote!(let #pat = &mut *#positional;),
+    }
+}
+
+/// `async { fake return edge; BODY }`, not `move`: see [`function`].
+///
+/// The fake return edge (as in tracing's `#[instrument]`) fixes the block's output type
+/// before the body is checked, so `?` converts into the declared error type and a
+/// mismatched `return` is reported against the user's return type.
+fn attempt_future(ret: &Type, block: &syn::Block) -> TokenStream {
+    let ret_span = ret.span();
+    let fake = syn::Ident::new(
+        "__resilient_fake_return",
+        Span::mixed_site().located_at(ret_span),
+    );
+    let (ret, _) = infer_impl_trait(ret);
+    quote_spanned! {ret_span=>
+        async {
+            #[allow(
+                unknown_lints,
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::empty_loop,
+                clippy::let_unit_value,
+                clippy::let_with_type_underscore,
+                clippy::needless_return,
+                clippy::unreachable
+            )]
+            if false {
+                let #fake: #ret = loop {};
+                return #fake;
+            }
+            #block
+        }
+    }
+}
+
+/// Runs attempts until the runtime stops asking for another.
+fn retry_loop(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
+    quote_spanned! {Span::mixed_site()=>
+        loop {
+            let __resilient_admission = match __resilient_call.admit().await {
+                ::resilient::__private::core::result::Result::Ok(admission) => admission,
+                ::resilient::__private::core::result::Result::Err(rejection) => {
+                    break ::resilient::__private::rejected(rejection);
+                }
+            };
+            #rebind
+            if let ::resilient::__private::core::ops::ControlFlow::Break(result) =
+                __resilient_call.attempt(__resilient_admission, #attempt).await
+            {
+                break result;
+            }
+        }
+    }
+}
+
+/// One attempt, without a loop: with no retry the arguments are not cloned, and a body
+/// that moves one would not compile inside a loop.
+fn single_attempt(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
+    quote_spanned! {Span::mixed_site()=>
+        match __resilient_call.admit().await {
+            ::resilient::__private::core::result::Result::Ok(__resilient_admission) => {
+                #rebind
+                match __resilient_call.attempt(__resilient_admission, #attempt).await {
+                    ::resilient::__private::core::ops::ControlFlow::Break(result) => result,
+                    ::resilient::__private::core::ops::ControlFlow::Continue(()) => {
+                        ::resilient::__private::core::unreachable!(
+                            "the runtime retried an operation declared without retries"
+                        )
+                    }
+                }
+            }
+            ::resilient::__private::core::result::Result::Err(rejection) => {
+                ::resilient::__private::rejected(rejection)
+            }
+        }
+    }
+}
+
+/// `finish`, then the fallback if there is one and the runtime says it applies.
+fn finish(op: &Operation) -> TokenStream {
+    let m = Span::mixed_site();
+    let Some(fallback) = &op.args.fallback else {
+        return quote_spanned!(m=> __resilient_call.finish(__resilient_result));
+    };
+    let path = &fallback.value;
+    let receiver = op.func.receiver.map(|r| r.self_token.to_token_stream());
+    let args = op.func.params.iter().map(|p| match &p.binding {
+        Binding::Ident { ident, .. } => ident.to_token_stream(),
+        Binding::Wild | Binding::Pattern => p.positional().to_token_stream(),
+    });
+    let args = receiver.into_iter().chain(args);
+    // Spanned at the path, so that a wrong signature is reported there.
+    let call = quote_spanned!(path.span()=> #path(#(#args),*).await);
+    quote_spanned! {m=>
+        let __resilient_out = __resilient_call.finish(__resilient_result);
+        if ::resilient::__private::core::result::Result::is_err(&__resilient_out)
+            && __resilient_call.fallback_applies()
+        {
+            return #call;
+        }
+        __resilient_out
+    }
+}
+
+/// The `static` policy, registered with the runtime's inventory.
+///
+/// The `static` never names the function's generics or `Self` (cached #80, #16), so it is
+/// valid in generic functions and in methods.
+fn policy_static(op: &Operation) -> TokenStream {
+    let args = op.args;
+    let name = Literal::string(&op.name());
+    let m = Span::mixed_site();
+    let mut chain = quote_spanned! {m=>
+        ::resilient::__private::Policy::new(#name, ::resilient::__private::core::module_path!())
+    };
+    // The preset first: explicit options override it.
+    if let Some(p) = &args.policy {
+        let preset = match p.value {
+            Preset::Read => quote!(Read),
+            Preset::Write => quote!(Write),
+            Preset::Report => quote!(Report),
+        };
+        chain.extend(quote_spanned!(m=> .preset(::resilient::__private::Preset::#preset)));
+    }
+    if let Some(n) = &args.retry {
+        let n = Literal::u32_unsuffixed(n.value);
+        chain.extend(quote_spanned!(m=> .retry(#n)));
+    }
+    if let Some(b) = &args.backoff {
+        let backoff = match b.value {
+            Backoff::None => quote!(None),
+            Backoff::Fixed => quote!(Fixed),
+            Backoff::Exponential => quote!(Exponential),
+        };
+        chain.extend(quote_spanned!(m=> .backoff(::resilient::__private::Backoff::#backoff)));
+    }
+    for (method, value) in [
+        ("delay_ms", &args.delay_ms),
+        ("max_delay_ms", &args.max_delay_ms),
+        ("timeout_ms", &args.timeout_ms),
+        ("deadline_ms", &args.deadline_ms),
+    ] {
+        if let Some(v) = value {
+            let method = format_ident!("{method}", span = m);
+            let v = Literal::u64_unsuffixed(v.value);
+            chain.extend(quote_spanned!(m=> .#method(#v)));
+        }
+    }
+    if let Some(j) = &args.jitter {
+        let j = j.value;
+        chain.extend(quote_spanned!(m=> .jitter(#j)));
+    }
+    if let Some(b) = &args.bulkhead {
+        chain.extend(match &b.value {
+            SpecRef::Builtin(builtin) => {
+                let spec = match builtin {
+                    BuiltinBulkhead::Read => quote!(READ),
+                    BuiltinBulkhead::Write => quote!(WRITE),
+                    BuiltinBulkhead::Report => quote!(REPORT),
+                };
+                quote_spanned!(m=> .bulkhead(&::resilient::__private::bulkhead::#spec))
+            }
+            // Spanned at the path: a `static` of the wrong type is reported there.
+            SpecRef::Custom(path) => quote_spanned!(path.span()=> .bulkhead(&#path)),
+            SpecRef::Off => quote_spanned!(m=> .no_bulkhead()),
+        });
+    }
+    if let Some(b) = &args.breaker {
+        chain.extend(match &b.value {
+            SpecRef::Builtin(BuiltinBreaker::Database) => {
+                quote_spanned!(m=> .breaker(&::resilient::__private::breaker::DATABASE))
+            }
+            SpecRef::Custom(path) => quote_spanned!(path.span()=> .breaker(&#path)),
+            SpecRef::Off => quote_spanned!(m=> .no_breaker()),
+        });
+    }
+    if let Some(i) = &args.idempotent {
+        let i = i.value;
+        chain.extend(quote_spanned!(m=> .idempotent(#i)));
+    }
+    if args.fallback.is_some() {
+        chain.extend(quote_spanned!(m=> .with_fallback()));
+    }
+    quote_spanned! {m=>
+        static __RESILIENT_POLICY: ::resilient::__private::Policy = #chain;
+        ::resilient::__private::inventory::submit! {
+            ::resilient::__private::Registration::new(&__RESILIENT_POLICY)
+        }
+    }
+}
+
+/// Trait-bound checks spanned at the user's return and error types, so that a return type
+/// that is not a `Result`, or an error type missing an impl, is reported there with the
+/// runtime's `#[diagnostic::on_unimplemented]` message.
+fn type_checks(ret: &Type) -> TokenStream {
+    // `impl Trait` cannot be named in a turbofish; the generic bounds on `Call` still apply.
+    if contains_impl_trait(ret) {
+        return TokenStream::new();
+    }
+    let ret_span = ret.span();
+    let (err, err_span) = match result_error_type(ret) {
+        Some(err) => (err.to_token_stream(), err.span()),
+        None => (
+            quote_spanned!(ret_span=> <#ret as ::resilient::__private::ResilientReturn>::Err),
+            ret_span,
+        ),
+    };
+    let mut checks = quote_spanned!(ret_span=> ::resilient::__private::assert_return::<#ret>(););
+    checks.extend(quote_spanned!(err_span=> ::resilient::__private::assert_error::<#err>();));
+    checks
+}
+
+/// `E` in a return type spelled `Result<T, E>` (any path ending in `Result`).
+fn result_error_type(ret: &Type) -> Option<&Type> {
+    let Type::Path(path) = peel(ret) else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    let (_, err) = (types.next()?, types.next()?);
+    Some(err)
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    infer_impl_trait(ty).1
+}
+
+/// `ty` with every `impl Trait` replaced by `_`, for use in a `let`, and whether there was any.
+fn infer_impl_trait(ty: &Type) -> (Type, bool) {
+    struct Replace(bool);
+    impl VisitMut for Replace {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(it) = ty {
+                let underscore_token = syn::Token![_](it.impl_token.span);
+                *ty = Type::Infer(syn::TypeInfer { underscore_token });
+                self.0 = true;
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    let mut replace = Replace(false);
+    replace.visit_type_mut(&mut ty);
+    (ty, replace.0)
+}
+
+// ===== impl blocks =====
+
+/// Input:
+///
+/// ```text
+/// #[resilient]
+/// impl UserRepo {
+///     #[resilient(retry = 3)]
+///     async fn find(&self, id: i64) -> Result<User, RepoError> { .. }
+/// }
+/// ```
+///
+/// Output: the same block with `#[resilient(retry = 3, __type = "UserRepo")]` on `find`,
+/// which the method's own expansion turns into the name `UserRepo::find`. The method
+/// attributes are expanded after this one, so rewriting their arguments is all it takes.
+fn impl_block(args: TokenStream, mut imp: ItemImpl) -> syn::Result<TokenStream> {
+    if !args.is_empty() {
+        return Err(syn::Error::new_spanned(
+            args,
+            "`#[resilient]` on an `impl` block takes no options\n\
+             help: put the options on each method: `#[resilient(retry = 3)] async fn ..`",
+        ));
+    }
+    let type_name = self_type_name(&imp.self_ty)?;
+    for item in &mut imp.items {
+        let ImplItem::Fn(method) = item else { continue };
+        for attr in &mut method.attrs {
+            if is_resilient(attr.path()) {
+                add_type_name(&mut attr.meta, &type_name);
+            }
+        }
+    }
+    Ok(imp.into_token_stream())
+}
+
+/// `UserRepo` for `UserRepo`, `Repo<T>`, `crate::db::UserRepo` or `&UserRepo`.
+fn self_type_name(ty: &Type) -> syn::Result<String> {
+    let ty = match peel(ty) {
+        Type::Reference(r) => peel(&r.elem),
+        ty => ty,
+    };
+    match ty {
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last().expect("a path has a segment");
+            Ok(last.ident.unraw().to_string())
+        }
+        _ => Err(syn::Error::new_spanned(
+            ty,
+            "`#[resilient]` on an `impl` block names operations after the self type, \
+             which must be a path like `UserRepo`\n\
+             help: remove it and set `name = \"..\"` on each method instead",
+        )),
+    }
+}
+
+/// `#[resilient]`, `#[resilient::resilient]` or `#[::resilient::resilient]`. An attribute
+/// imported under another name cannot be recognised; its operation keeps the plain name.
+fn is_resilient(path: &syn::Path) -> bool {
+    let segments: Vec<_> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    match segments.as_slice() {
+        [one] => one == "resilient" && path.leading_colon.is_none(),
+        [krate, attr] => krate == "resilient" && attr == "resilient",
+        _ => false,
+    }
+}
+
+fn add_type_name(meta: &mut Meta, type_name: &str) {
+    let name = Literal::string(type_name);
+    match meta {
+        Meta::Path(path) => {
+            *meta = Meta::List(syn::MetaList {
+                path: path.clone(),
+                delimiter: syn::MacroDelimiter::Paren(Default::default()),
+                tokens: quote!(__type = #name),
+            });
+        }
+        Meta::List(list) => {
+            let trailing_comma = list.tokens.clone().into_iter().last().is_some_and(
+                |tt| matches!(tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ','),
+            );
+            if list.tokens.is_empty() || trailing_comma {
+                list.tokens.extend(quote!(__type = #name));
+            } else {
+                list.tokens.extend(quote!(, __type = #name));
+            }
+        }
+        // `#[resilient = ..]` is not valid for an attribute macro; rustc reports it.
+        Meta::NameValue(_) => {}
+    }
+}

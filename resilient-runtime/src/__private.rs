@@ -1,0 +1,76 @@
+//! Items used by code that `#[resilient]` generates. Not public API: no semver
+//! guarantee; the facade pins the macro and the runtime to the same exact version.
+
+pub use crate::breaker;
+pub use crate::bulkhead;
+pub use crate::execute::{Admission, Call, Failure, rejected};
+pub use crate::policy::{Backoff, Policy, Preset};
+pub use crate::registry::Registration;
+pub use crate::runtime::RuntimeRef;
+pub use crate::{Classify, Rejection};
+pub use ::core;
+pub use ::inventory;
+
+/// Implemented only for `Result`: `#[resilient]` needs an error channel.
+#[diagnostic::on_unimplemented(
+    message = "`#[resilient]` functions must return a `Result`, not `{Self}`",
+    label = "this is not a `Result`",
+    note = "the resilience layer reports timeouts and rejections through the error type"
+)]
+pub trait ResilientReturn {
+    /// The success type.
+    type Ok;
+    /// The error type.
+    type Err;
+}
+
+impl<T, E> ResilientReturn for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
+/// Checks the return type of an annotated function.
+#[inline(always)]
+pub const fn assert_return<R: ResilientReturn>() {}
+
+/// Implemented for error types that can hold a [`Rejection`].
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` cannot carry resilient's rejections",
+    label = "`{Self}` does not implement `From<resilient::Rejection>`",
+    note = "add a variant such as `#[error(transparent)] Resilience(#[from] resilient::Rejection)`"
+)]
+pub trait FromRejection {}
+
+impl<E: From<Rejection>> FromRejection for E {}
+
+/// Implemented for error types the runtime can classify.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` does not implement `resilient::Classify`",
+    label = "the runtime cannot tell whether this error may be retried",
+    note = "implement `resilient::Classify` for `{Self}`: one `match` that returns an `ErrorClass` per variant"
+)]
+pub trait ClassifyError {}
+
+impl<E: Classify> ClassifyError for E {}
+
+/// Checks the error type of an annotated function.
+#[inline(always)]
+pub const fn assert_error<E: FromRejection + ClassifyError>() {}
+
+/// Clones a by-value argument for the next attempt.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must be `Clone` because `#[resilient]` runs the body again with a fresh copy of every by-value argument",
+    label = "this argument is cloned for each attempt",
+    note = "derive or implement `Clone`, take the argument by reference, or set `retry = 0`"
+)]
+pub trait CloneForRetry: Sized {
+    /// A fresh copy for one attempt.
+    fn clone_for_retry(&self) -> Self;
+}
+
+impl<T: Clone> CloneForRetry for T {
+    #[inline(always)]
+    fn clone_for_retry(&self) -> Self {
+        self.clone()
+    }
+}

@@ -1,0 +1,339 @@
+//! The one place where the composition order is written down.
+//!
+//! ```text
+//!  call ──► deadline ──► retry ──► breaker ──► bulkhead ──► attempt timeout ──► operation
+//!           (whole call)  (loop)    (permit)    (permit,      (per attempt,
+//!                                               FIFO queue)   lazily armed)
+//! ```
+//!
+//! For each attempt, in this order:
+//!
+//! 1. **Admission.** The runtime must not be shutting down. The breaker grants a permit
+//!    or rejects at once; then the bulkhead grants a permit, queues the call (the wait
+//!    counts against the call's deadline) or rejects at once.
+//! 2. **The attempt** runs under `min(attempt timeout, time left before the deadline)`.
+//! 3. **Classification.** The error's [`ErrorClass`] decides: the breaker records a
+//!    failure only for `Unavailable`/`Ambiguous` classes and attempt timeouts; the
+//!    bulkhead permit is released *before* any backoff sleep.
+//! 4. **Retry** only if the class allows it for this operation's idempotency, retries
+//!    are left, and the backoff sleep ends before the deadline.
+//!
+//! Rejections by an open breaker, a full bulkhead, the deadline or shutdown are never
+//! retried and never count as breaker failures.
+
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use crate::breaker::BreakerPermit;
+use crate::bulkhead::BulkheadPermit;
+use crate::policy::Policy;
+use crate::runtime::{OpState, Runtime, RuntimeRef};
+use crate::timeout::{Limited, instant_after};
+use crate::{Classify, ErrorClass, Rejection, retry};
+
+/// How an attempt or a call failed, before the rejection is converted into the user's error.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// The operation's own error.
+    Inner(E),
+    /// A rejection by the resilience layer.
+    Rejected(Rejection),
+}
+
+/// `Err(Failure::Rejected(r))`, for generated code.
+#[inline]
+pub fn rejected<T, E>(r: Rejection) -> Result<T, Failure<E>> {
+    Err(Failure::Rejected(r))
+}
+
+/// The permits one attempt holds.
+#[derive(Debug)]
+pub struct Admission<'rt> {
+    breaker: Option<BreakerPermit<'rt>>,
+    bulkhead: Option<BulkheadPermit<'rt>>,
+}
+
+impl Admission<'_> {
+    fn record(self, class: Option<ErrorClass>) {
+        // The bulkhead slot goes back first: a failed attempt must not hold it while
+        // the breaker logs or the retry sleeps.
+        drop(self.bulkhead);
+        if let Some(permit) = self.breaker {
+            match class {
+                None => permit.success(),
+                Some(class) => permit.record(class),
+            }
+        }
+    }
+}
+
+/// One call of one operation: the state the retry loop carries between attempts.
+///
+/// Generated code drives it as `admit` → `attempt` → … → `finish`; the loop itself is
+/// emitted inline by the macro, so that each attempt can borrow `&mut self` afresh.
+#[derive(Debug)]
+pub struct Call<'rt> {
+    policy: &'static Policy,
+    rt: Option<&'rt Runtime>,
+    op: Option<&'rt OpState>,
+    attempts: u32,
+    deadline: Option<Instant>,
+    entered: bool,
+    final_class: Option<ErrorClass>,
+}
+
+impl<'rt> Call<'rt> {
+    /// Starts a call of `policy` on the runtime `rt` found.
+    #[inline]
+    pub fn new(rt: &'rt RuntimeRef, policy: &'static Policy) -> Self {
+        Self::on(rt.get(), policy)
+    }
+
+    #[inline]
+    fn on(rt: Option<&'rt Runtime>, policy: &'static Policy) -> Self {
+        Call {
+            policy,
+            rt,
+            op: rt.and_then(|rt| rt.op(policy)),
+            attempts: 0,
+            deadline: None,
+            entered: false,
+            final_class: None,
+        }
+    }
+
+    /// Attempts started so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    fn deadline(&mut self) -> Instant {
+        let total = self.policy.deadline();
+        *self
+            .deadline
+            .get_or_insert_with(|| instant_after(Instant::now(), total))
+    }
+
+    /// Admits the next attempt: shutdown check, breaker permit, bulkhead permit.
+    pub async fn admit(&mut self) -> Result<Admission<'rt>, Rejection> {
+        let Some(op) = self.op else {
+            return Err(match self.rt {
+                None => Rejection::NoRuntime,
+                Some(_) => Rejection::NotRegistered {
+                    operation: self.policy.name(),
+                },
+            });
+        };
+        if !self.entered {
+            if self.rt.is_some_and(Runtime::is_shutting_down) {
+                return Err(Rejection::ShuttingDown);
+            }
+            op.in_flight.fetch_add(1, Ordering::AcqRel);
+            self.entered = true;
+        }
+        let breaker = match &op.breaker {
+            Some(b) => Some(b.try_acquire()?),
+            None => None,
+        };
+        let bulkhead = match &op.bulkhead {
+            None => None,
+            Some(bh) => match bh.try_acquire() {
+                Some(p) => Some(p),
+                None => {
+                    let deadline = self.deadline();
+                    match tokio::time::timeout_at(deadline, bh.acquire()).await {
+                        Ok(Ok(p)) => Some(p),
+                        Ok(Err(full)) => return Err(full),
+                        Err(_) => {
+                            return Err(Rejection::DeadlineExceeded {
+                                deadline: self.policy.deadline(),
+                            });
+                        }
+                    }
+                }
+            },
+        };
+        Ok(Admission { breaker, bulkhead })
+    }
+
+    /// Runs one attempt and decides what comes next: `Break` with the call's result, or
+    /// `Continue` after the backoff sleep, for another attempt.
+    pub async fn attempt<T, E, F>(
+        &mut self,
+        admission: Admission<'rt>,
+        fut: F,
+    ) -> ControlFlow<Result<T, Failure<E>>>
+    where
+        E: Classify,
+        F: Future<Output = Result<T, E>>,
+    {
+        self.attempts += 1;
+        let outcome = Limited::new(
+            fut,
+            self.policy.attempt_timeout(),
+            self.policy.deadline(),
+            &mut self.deadline,
+        )
+        .await;
+        let (class, failure) = match outcome {
+            Ok(Ok(v)) => {
+                admission.record(None);
+                return ControlFlow::Break(Ok(v));
+            }
+            Ok(Err(e)) => (e.class(), Failure::Inner(e)),
+            Err(r @ Rejection::DeadlineExceeded { .. }) => {
+                // The database was too slow: that is a health signal even though the
+                // call is over.
+                admission.record(Some(ErrorClass::Ambiguous));
+                tracing::warn!(
+                    operation = self.policy.name(),
+                    attempt = self.attempts,
+                    "deadline exceeded"
+                );
+                self.final_class = Some(ErrorClass::Rejected);
+                return ControlFlow::Break(Err(Failure::Rejected(r)));
+            }
+            Err(r) => {
+                tracing::warn!(operation = self.policy.name(), attempt = self.attempts, timeout = ?self.policy.attempt_timeout(), "attempt timed out");
+                (r.class(), Failure::Rejected(r))
+            }
+        };
+        admission.record(Some(class));
+        self.final_class = Some(class);
+
+        let retry = self.policy.retry_policy();
+        let retry_index = self.attempts - 1;
+        if retry_index >= retry.max_retries || !class.is_retryable(self.policy.is_idempotent()) {
+            return ControlFlow::Break(Err(failure));
+        }
+        let delay = retry::delay_before(retry, retry_index);
+        let deadline = self.deadline();
+        let wake = instant_after(Instant::now(), delay);
+        if wake >= deadline {
+            tracing::warn!(
+                operation = self.policy.name(),
+                attempt = self.attempts,
+                %class,
+                "giving up: the deadline leaves no time for another attempt"
+            );
+            return ControlFlow::Break(Err(failure));
+        }
+        tracing::info!(
+            operation = self.policy.name(),
+            attempt = self.attempts,
+            max = self.policy.attempts(),
+            ?delay,
+            %class,
+            "retrying"
+        );
+        drop(failure);
+        tokio::time::sleep_until(wake).await;
+        ControlFlow::Continue(())
+    }
+
+    /// Ends the call: converts a rejection into the user's error type.
+    pub fn finish<T, E: From<Rejection>>(&mut self, result: Result<T, Failure<E>>) -> Result<T, E> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(Failure::Inner(e)) => Err(e),
+            Err(Failure::Rejected(r)) => {
+                if self.final_class.is_none() {
+                    self.final_class = Some(r.class());
+                }
+                Err(E::from(r))
+            }
+        }
+    }
+
+    /// Whether the fallback should replace the call's error: every failure except a
+    /// caller error (a fallback must not hide "not found" or a constraint violation).
+    pub fn fallback_applies(&self) -> bool {
+        self.final_class.is_some_and(|c| c != ErrorClass::Caller)
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        if let (true, Some(op), Some(rt)) = (self.entered, self.op, self.rt)
+            && op.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && rt.is_shutting_down()
+        {
+            rt.drained().notify_waiters();
+        }
+    }
+}
+
+impl Runtime {
+    /// Runs `op` under the full policy: what `#[resilient]` generates, from a closure.
+    ///
+    /// `policy` must be registered: through `#[resilient]`, or with
+    /// [`RuntimeBuilder::register`](crate::RuntimeBuilder::register); otherwise the call
+    /// fails with [`Rejection::NotRegistered`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// use resilient_runtime::{policy::Policy, Rejection, Runtime};
+    ///
+    /// static LOAD: Policy = Policy::new("load", module_path!()).retry(2).timeout_ms(500);
+    /// let rt = Runtime::builder().register(&LOAD).build().unwrap();
+    /// let out: Result<u8, Rejection> = rt.execute(&LOAD, || async { Ok(1) }).await;
+    /// assert_eq!(out, Ok(1));
+    /// # });
+    /// ```
+    pub async fn execute<T, E, F, Fut>(&self, policy: &'static Policy, mut op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Rejection>,
+    {
+        let mut call = Call::on(Some(self), policy);
+        let result = loop {
+            let admission = match call.admit().await {
+                Ok(a) => a,
+                Err(r) => break rejected(r),
+            };
+            match call.attempt(admission, op()).await {
+                ControlFlow::Break(r) => break r,
+                ControlFlow::Continue(()) => {}
+            }
+        };
+        call.finish(result)
+    }
+
+    /// Runs `op` under the `read` preset: 5 s timeout, 3 attempts, `read` bulkhead.
+    pub async fn read<T, E, F, Fut>(&self, op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Rejection>,
+    {
+        self.execute(&crate::runtime::READ_OP, op).await
+    }
+
+    /// Runs `op` under the `write` preset: 10 s timeout, 5 attempts, `write` bulkhead,
+    /// ambiguous failures not retried.
+    pub async fn write<T, E, F, Fut>(&self, op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Rejection>,
+    {
+        self.execute(&crate::runtime::WRITE_OP, op).await
+    }
+
+    /// Runs `op` under the `report` preset: 30 s timeout, no retry, `report` bulkhead.
+    pub async fn report<T, E, F, Fut>(&self, op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Rejection>,
+    {
+        self.execute(&crate::runtime::REPORT_OP, op).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
