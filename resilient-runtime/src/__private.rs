@@ -3,7 +3,10 @@
 
 pub use crate::breaker;
 pub use crate::bulkhead;
-pub use crate::execute::{Admission, Call, Failure, rejected};
+pub use crate::cache::{CacheKey, Fragment, KeyPart, KeyTemplate};
+pub use crate::execute::{
+    Admission, CacheEnter, CacheLoad, Call, Failure, never_negative, rejected,
+};
 pub use crate::policy::{Backoff, Policy, Preset};
 pub use crate::registry::Registration;
 pub use crate::runtime::RuntimeRef;
@@ -73,4 +76,24 @@ impl<T: Clone> CloneForRetry for T {
     fn clone_for_retry(&self) -> Self {
         self.clone()
     }
+}
+
+/// Checks that a cached value can be stored and shared between callers.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: cached values must be `Clone + Send + Sync + 'static`",
+    label = "the cached value type",
+    note = "every hit returns a clone, shared across threads"
+)]
+pub trait Cacheable: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> Cacheable for T {}
+
+/// Checks the `Ok` type of a cached function.
+#[inline(always)]
+pub const fn assert_cacheable<T: Cacheable>() {}
+
+/// `Option::is_none`, as the `fn(&V) -> bool` that marks negative results.
+#[inline]
+pub fn is_none<T>(v: &Option<T>) -> bool {
+    v.is_none()
 }

@@ -45,6 +45,15 @@ pub enum Rejection {
         "no resilient runtime is installed: call `Runtime::install_global` or run the call inside `Runtime::scope`"
     )]
     NoRuntime,
+    /// This caller waited for another caller's load of the same cache key, and that load
+    /// failed with no stale value to serve. The loading caller got the error itself.
+    #[error("the shared load of a cached value by `{operation}` failed ({class})")]
+    SharedLoadFailed {
+        /// The operation whose load failed.
+        operation: &'static str,
+        /// The class of the error the load failed with.
+        class: crate::ErrorClass,
+    },
     /// The operation was not registered when the runtime was built.
     #[error("operation `{operation}` is not registered with this runtime")]
     NotRegistered {

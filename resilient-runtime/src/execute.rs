@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::breaker::BreakerPermit;
 use crate::bulkhead::BulkheadPermit;
+use crate::cache::CacheKey;
 use crate::policy::Policy;
 use crate::runtime::{OpState, Runtime, RuntimeRef};
 use crate::timeout::{Limited, instant_after};
@@ -110,7 +111,7 @@ impl<'rt> Call<'rt> {
         self.attempts
     }
 
-    fn deadline(&mut self) -> Instant {
+    pub(crate) fn deadline(&mut self) -> Instant {
         let total = self.policy.deadline();
         *self
             .deadline
@@ -234,13 +235,35 @@ impl<'rt> Call<'rt> {
         ControlFlow::Continue(())
     }
 
+    /// The retry loop for closures; generated code emits the same loop inline.
+    async fn run<T, E, F, Fut>(&mut self, op: &mut F) -> Result<T, Failure<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+    {
+        loop {
+            let admission = match self.admit().await {
+                Ok(a) => a,
+                Err(r) => break rejected(r),
+            };
+            match self.attempt(admission, op()).await {
+                ControlFlow::Break(r) => break r,
+                ControlFlow::Continue(()) => {}
+            }
+        }
+    }
+
     /// Ends the call: converts a rejection into the user's error type.
     pub fn finish<T, E: From<Rejection>>(&mut self, result: Result<T, Failure<E>>) -> Result<T, E> {
         match result {
             Ok(v) => Ok(v),
             Err(Failure::Inner(e)) => Err(e),
             Err(Failure::Rejected(r)) => {
-                if self.final_class.is_none() {
+                if let Rejection::SharedLoadFailed { class, .. } = r {
+                    // A waiter's outcome is the loader's: a shared "not found" stays a caller error.
+                    self.final_class = Some(class);
+                } else if self.final_class.is_none() {
                     self.final_class = Some(r.class());
                 }
                 Err(E::from(r))
@@ -290,16 +313,53 @@ impl Runtime {
         E: Classify + From<Rejection>,
     {
         let mut call = Call::on(Some(self), policy);
-        let result = loop {
-            let admission = match call.admit().await {
-                Ok(a) => a,
-                Err(r) => break rejected(r),
-            };
-            match call.attempt(admission, op()).await {
-                ControlFlow::Break(r) => break r,
-                ControlFlow::Continue(()) => {}
-            }
+        let result = call.run(&mut op).await;
+        call.finish(result)
+    }
+
+    /// Like [`execute`](Runtime::execute), for a policy that caches: the value cached
+    /// under `key` is served if fresh; otherwise one caller loads it through the policy
+    /// while the others wait, and a failed load serves the stale value if there is one.
+    pub async fn execute_cached<V, E, F, Fut>(
+        &self,
+        policy: &'static Policy,
+        key: CacheKey,
+        mut op: F,
+    ) -> Result<V, E>
+    where
+        V: Clone + Send + Sync + 'static,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Classify + From<Rejection>,
+    {
+        let mut call = Call::on(Some(self), policy);
+        let load = match call.cache_enter(key).await {
+            CacheEnter::Done(r) => return call.finish(r),
+            CacheEnter::Load(load) => load,
         };
+        let result = call.run(&mut op).await;
+        let result = call.cache_store(load, result, never_negative);
+        call.finish(result)
+    }
+
+    /// Like [`execute`](Runtime::execute), for a policy that invalidates cached keys:
+    /// `keys` and `prefixes` follow the order of the policy's `invalidate` and
+    /// `invalidate_prefix` templates.
+    pub async fn execute_invalidating<T, E, F, Fut>(
+        &self,
+        policy: &'static Policy,
+        keys: &[CacheKey],
+        prefixes: &[CacheKey],
+        mut op: F,
+    ) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Rejection>,
+    {
+        let mut call = Call::on(Some(self), policy);
+        let result = call.run(&mut op).await;
+        call.invalidate(&result, keys, prefixes);
         call.finish(result)
     }
 
@@ -334,6 +394,10 @@ impl Runtime {
         self.execute(&crate::runtime::REPORT_OP, op).await
     }
 }
+
+mod cached;
+
+pub use cached::{CacheEnter, CacheLoad, never_negative};
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 
 pub mod breaker;
 pub mod bulkhead;
+pub mod cache;
 mod classify;
 mod error;
 mod execute;

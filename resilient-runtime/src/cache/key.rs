@@ -16,6 +16,9 @@ use std::hash::{Hash, Hasher};
 /// Keys up to this many encoded bytes live inline, without a heap allocation.
 pub const INLINE: usize = 62;
 
+/// Fragment boundaries remembered per key, for prefix invalidation.
+const MARKS: usize = 8;
+
 const TAG_LIT: u8 = 0x01;
 const TAG_INT: u8 = 0x02;
 const TAG_WIDE_INT: u8 = 0x03;
@@ -105,6 +108,9 @@ enum Repr {
 #[derive(Clone)]
 pub struct CacheKey {
     repr: Repr,
+    /// Byte offset of the end of each of the first fragments.
+    ends: [u32; MARKS],
+    fragments: u8,
 }
 
 impl Default for CacheKey {
@@ -122,7 +128,37 @@ impl CacheKey {
                 len: 0,
                 buf: [0; INLINE],
             },
+            ends: [0; MARKS],
+            fragments: 0,
         }
+    }
+
+    /// The bytes of the key's first `depth` fragments, if it has that many (and `depth`
+    /// is within the remembered boundaries).
+    #[inline]
+    pub fn prefix_bytes(&self, depth: usize) -> Option<&[u8]> {
+        if depth == 0 {
+            return Some(&[]);
+        }
+        if depth > usize::from(self.fragments) || depth > MARKS {
+            return None;
+        }
+        let end = self.ends[depth - 1] as usize;
+        self.as_bytes().get(..end)
+    }
+
+    /// Number of fragments (literals and values) appended.
+    pub fn depth(&self) -> usize {
+        usize::from(self.fragments)
+    }
+
+    #[inline]
+    fn mark(&mut self) {
+        if usize::from(self.fragments) < MARKS {
+            let len = u32::try_from(self.as_bytes().len()).unwrap_or(u32::MAX);
+            self.ends[usize::from(self.fragments)] = len;
+        }
+        self.fragments = self.fragments.saturating_add(1);
     }
 
     /// The encoded bytes.
@@ -181,6 +217,7 @@ impl CacheKey {
     #[inline]
     pub fn lit(mut self, text: &str) -> Self {
         self.push_len_prefixed(TAG_LIT, text.as_bytes());
+        self.mark();
         self
     }
 
@@ -188,6 +225,7 @@ impl CacheKey {
     #[inline]
     pub fn part<T: KeyPart + ?Sized>(mut self, value: &T) -> Self {
         value.write_key(&mut KeyWriter { key: &mut self });
+        self.mark();
         self
     }
 }
@@ -421,7 +459,10 @@ mod tests {
         let owned = String::from("ab");
         let a = CacheKey::new().lit("u:").part(&7_i64).part("ab");
         let b = CacheKey::new().lit("u:").part(&&7_u8).part(&owned);
-        let c = CacheKey::new().lit("u:").part(&Box::new(7_i32)).part(&&owned);
+        let c = CacheKey::new()
+            .lit("u:")
+            .part(&Box::new(7_i32))
+            .part(&&owned);
         assert_eq!(a, b);
         assert_eq!(a, c);
     }
@@ -434,20 +475,36 @@ mod tests {
         assert_ne!(x, y);
         // A string that looks like a number is not the number.
         assert_ne!(CacheKey::new().part("7"), CacheKey::new().part(&7));
-        assert_ne!(CacheKey::new().part(&-1_i64), CacheKey::new().part(&u128::MAX));
-        assert_ne!(CacheKey::new().part(&None::<i64>), CacheKey::new().part(&Some(0_i64)));
+        assert_ne!(
+            CacheKey::new().part(&-1_i64),
+            CacheKey::new().part(&u128::MAX)
+        );
+        assert_ne!(
+            CacheKey::new().part(&None::<i64>),
+            CacheKey::new().part(&Some(0_i64))
+        );
     }
 
     #[test]
     fn short_keys_stay_inline_and_long_ones_spill_exactly() {
-        let short = CacheKey::new().lit("user:").part(&1_i64).lit(":").part(&2_i64);
+        let short = CacheKey::new()
+            .lit("user:")
+            .part(&1_i64)
+            .lit(":")
+            .part(&2_i64);
         assert!(!short.is_spilled());
         let long_text = "x".repeat(100);
         let long = CacheKey::new().lit("user:").part(long_text.as_str());
         assert!(long.is_spilled());
         assert_eq!(long, CacheKey::new().lit("user:").part(&long_text));
-        assert_ne!(long, CacheKey::new().lit("user:").part("x".repeat(99).as_str()));
-        let grown = CacheKey::new().lit("user:").part(long_text.as_str()).part(&5_u8);
+        assert_ne!(
+            long,
+            CacheKey::new().lit("user:").part("x".repeat(99).as_str())
+        );
+        let grown = CacheKey::new()
+            .lit("user:")
+            .part(long_text.as_str())
+            .part(&5_u8);
         assert!(grown.starts_with(&long));
     }
 
@@ -458,20 +515,39 @@ mod tests {
         let other = CacheKey::new().lit("user:").part(&11).lit(":");
         assert!(full.starts_with(&prefix));
         assert!(!full.starts_with(&other));
+        assert_eq!(full.prefix_bytes(3), Some(prefix.as_bytes()));
+        assert_eq!(full.prefix_bytes(0), Some(&[][..]));
+        assert_eq!(prefix.prefix_bytes(4), None);
     }
 
     #[test]
     fn shapes_compare_literals_and_hole_positions() {
         static A: KeyTemplate = KeyTemplate::new(
             "user:<id>:<org>",
-            &[Fragment::Lit("user:"), Fragment::Hole("id"), Fragment::Lit(":"), Fragment::Hole("org")],
+            &[
+                Fragment::Lit("user:"),
+                Fragment::Hole("id"),
+                Fragment::Lit(":"),
+                Fragment::Hole("org"),
+            ],
         );
         static B: KeyTemplate = KeyTemplate::new(
             "user:<u.id>:<u.org>",
-            &[Fragment::Lit("user:"), Fragment::Hole("u.id"), Fragment::Lit(":"), Fragment::Hole("u.org")],
+            &[
+                Fragment::Lit("user:"),
+                Fragment::Hole("u.id"),
+                Fragment::Lit(":"),
+                Fragment::Hole("u.org"),
+            ],
         );
-        static P: KeyTemplate =
-            KeyTemplate::new("user:<id>:", &[Fragment::Lit("user:"), Fragment::Hole("id"), Fragment::Lit(":")]);
+        static P: KeyTemplate = KeyTemplate::new(
+            "user:<id>:",
+            &[
+                Fragment::Lit("user:"),
+                Fragment::Hole("id"),
+                Fragment::Lit(":"),
+            ],
+        );
         static Q: KeyTemplate = KeyTemplate::new("users:", &[Fragment::Lit("users:")]);
         assert!(A.same_shape(&B));
         assert!(!A.same_shape(&P));

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::breaker::BreakerSpec;
 use crate::bulkhead::BulkheadSpec;
+use crate::cache::{CacheSpec, KeyTemplate};
 
 /// How long to wait between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,13 @@ pub struct Policy {
     breaker: Option<&'static BreakerSpec>,
     idempotent: Option<bool>,
     fallback: bool,
+    cache: Option<&'static KeyTemplate>,
+    ttl: Option<Duration>,
+    stale: Duration,
+    cache_capacity: Option<usize>,
+    cache_none: bool,
+    invalidate: &'static [&'static KeyTemplate],
+    invalidate_prefix: &'static [&'static KeyTemplate],
     /// Process-wide registry slot, assigned once when first registered.
     slot: AtomicUsize,
 }
@@ -162,6 +170,13 @@ impl Policy {
             breaker: Some(&crate::breaker::DATABASE),
             idempotent: None,
             fallback: false,
+            cache: None,
+            ttl: None,
+            stale: Duration::ZERO,
+            cache_capacity: None,
+            cache_none: false,
+            invalidate: &[],
+            invalidate_prefix: &[],
             slot: AtomicUsize::new(NO_SLOT),
         }
     }
@@ -265,6 +280,72 @@ impl Policy {
     pub const fn with_fallback(mut self) -> Self {
         self.fallback = true;
         self
+    }
+
+    /// Caches results under keys built from `template`.
+    pub const fn cache(mut self, template: &'static KeyTemplate) -> Self {
+        self.cache = Some(template);
+        self
+    }
+
+    /// Time to live of cached results, in seconds (else the runtime's default).
+    pub const fn ttl_s(mut self, s: u64) -> Self {
+        self.ttl = Some(Duration::from_secs(s));
+        self
+    }
+
+    /// How long past its TTL a cached result may be served when a load fails, in seconds.
+    pub const fn stale_s(mut self, s: u64) -> Self {
+        self.stale = Duration::from_secs(s);
+        self
+    }
+
+    /// Maximum cached entries (else the runtime's default).
+    pub const fn cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = Some(n);
+        self
+    }
+
+    /// Whether `Ok(None)` results are cached (negative caching). Off by default.
+    pub const fn cache_none(mut self, yes: bool) -> Self {
+        self.cache_none = yes;
+        self
+    }
+
+    /// Keys this operation invalidates after it succeeds or fails ambiguously.
+    pub const fn invalidate(mut self, templates: &'static [&'static KeyTemplate]) -> Self {
+        self.invalidate = templates;
+        self
+    }
+
+    /// Key prefixes this operation invalidates after it succeeds or fails ambiguously.
+    pub const fn invalidate_prefix(mut self, templates: &'static [&'static KeyTemplate]) -> Self {
+        self.invalidate_prefix = templates;
+        self
+    }
+
+    /// The cache settings, if the operation caches.
+    pub const fn cache_spec(&self) -> Option<CacheSpec> {
+        match self.cache {
+            Some(template) => Some(CacheSpec {
+                template,
+                ttl: self.ttl,
+                stale: self.stale,
+                capacity: self.cache_capacity,
+                cache_none: self.cache_none,
+            }),
+            None => None,
+        }
+    }
+
+    /// The key templates this operation invalidates.
+    pub const fn invalidates(&self) -> &'static [&'static KeyTemplate] {
+        self.invalidate
+    }
+
+    /// The key prefix templates this operation invalidates.
+    pub const fn invalidates_prefixes(&self) -> &'static [&'static KeyTemplate] {
+        self.invalidate_prefix
     }
 
     /// The operation's name, `Type::method` or `function`.

@@ -4,13 +4,16 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::{Inner, OpState, Runtime};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::bulkhead::{self, Bulkhead, BulkheadSpec};
+use crate::cache::store::StoreConfig;
 use crate::policy::Policy;
 use crate::registry::{self, NEXT_SLOT};
 
@@ -22,7 +25,14 @@ pub struct RuntimeBuilder {
     breakers: Vec<(&'static str, BreakerConfig)>,
     extra: Vec<&'static Policy>,
     skip_registry: bool,
+    default_ttl: Option<Duration>,
+    default_cache_capacity: Option<usize>,
 }
+
+/// TTL of cached results when the operation sets no `ttl_s`.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Capacity of each operation's cache when it sets none.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
 /// One thing wrong with a runtime's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +95,9 @@ pub(crate) static WRITE_OP: Policy =
 pub(crate) static REPORT_OP: Policy =
     Policy::new("resilient::report", module_path!()).preset(crate::policy::Preset::Report);
 
+/// For each template of a policy, the operations (as indices or slots) it reaches.
+type Targets = Vec<Vec<usize>>;
+
 fn qualified(p: &Policy) -> String {
     format!("{}::{}", p.module(), p.name())
 }
@@ -106,6 +119,18 @@ impl RuntimeBuilder {
     /// [`Runtime::execute`](crate::Runtime::execute). Registering twice is harmless.
     pub fn register(mut self, policy: &'static Policy) -> Self {
         self.extra.push(policy);
+        self
+    }
+
+    /// TTL of cached results for operations that set no `ttl_s` (default 60 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Capacity of each operation's cache when it sets none (default 10,000 entries).
+    pub fn default_cache_capacity(mut self, entries: usize) -> Self {
+        self.default_cache_capacity = Some(entries);
         self
     }
 
@@ -228,6 +253,67 @@ impl RuntimeBuilder {
             }
         }
 
+        let caching: Vec<(usize, &'static Policy)> = ops
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.cache_spec().is_some())
+            .map(|(i, p)| (i, *p))
+            .collect();
+        let cache_template = |p: &Policy| p.cache_spec().map(|c| c.template);
+        // For each operation and each of its invalidate templates: the indices (in `ops`)
+        // of the operations whose cached keys it matches.
+        let mut invalidations: Vec<(Targets, Targets)> = Vec::with_capacity(ops.len());
+        let mut watched: HashMap<usize, Vec<usize>> = HashMap::new();
+        for p in &ops {
+            let mut exact = Vec::new();
+            for t in p.invalidates() {
+                let targets: Vec<usize> = caching
+                    .iter()
+                    .filter(|(_, c)| cache_template(c).is_some_and(|ct| t.same_shape(ct)))
+                    .map(|(i, _)| *i)
+                    .collect();
+                if targets.is_empty() {
+                    problems.push(Problem {
+                        operation: Some(qualified(p)),
+                        message: format!(
+                            "`invalidate = \"{t}\"` matches no key any operation caches: \
+                             a typo here would leave stale data in the cache"
+                        ),
+                    });
+                }
+                exact.push(targets);
+            }
+            let mut prefixes = Vec::new();
+            for t in p.invalidates_prefixes() {
+                let targets: Vec<usize> = caching
+                    .iter()
+                    .filter(|(_, c)| cache_template(c).is_some_and(|ct| t.is_shape_prefix_of(ct)))
+                    .map(|(i, _)| *i)
+                    .collect();
+                if targets.is_empty() {
+                    problems.push(Problem {
+                        operation: Some(qualified(p)),
+                        message: format!(
+                            "`invalidate_prefix = \"{t}\"` is a prefix of no key any operation caches"
+                        ),
+                    });
+                }
+                for i in &targets {
+                    watched.entry(*i).or_default().push(t.fragments().len());
+                }
+                prefixes.push(targets);
+            }
+            invalidations.push((exact, prefixes));
+            if let Some(spec) = p.cache_spec()
+                && spec.ttl.is_some_and(|t| t.is_zero())
+            {
+                problems.push(Problem {
+                    operation: Some(qualified(p)),
+                    message: "the cache TTL is zero".into(),
+                });
+            }
+        }
+
         if !problems.is_empty() {
             problems.sort_by(|a, b| (&a.operation, &a.message).cmp(&(&b.operation, &b.message)));
             return Err(BuildError { problems });
@@ -242,9 +328,20 @@ impl RuntimeBuilder {
             .map(|(name, (config, _))| (name, Arc::new(CircuitBreaker::new(name, config))))
             .collect();
 
+        let slots: Vec<usize> = ops.iter().map(|p| p.assign_slot(&NEXT_SLOT)).collect();
+        let default_ttl = self.default_ttl.unwrap_or(DEFAULT_TTL);
+        let default_capacity = self
+            .default_cache_capacity
+            .unwrap_or(DEFAULT_CACHE_CAPACITY);
         let mut table: Vec<Option<OpState>> = Vec::new();
-        for p in ops {
-            let slot = p.assign_slot(&NEXT_SLOT);
+        for (i, (p, (exact, prefixes))) in ops.into_iter().zip(invalidations).enumerate() {
+            let slot = slots[i];
+            let to_slots = |targets: Vec<Vec<usize>>| -> Vec<Vec<usize>> {
+                targets
+                    .into_iter()
+                    .map(|t| t.into_iter().map(|j| slots[j]).collect())
+                    .collect()
+            };
             if table.len() <= slot {
                 table.resize_with(slot + 1, || None);
             }
@@ -257,6 +354,17 @@ impl RuntimeBuilder {
                     .bulkhead_spec()
                     .and_then(|s| bulkheads.get(s.name()).cloned()),
                 in_flight: AtomicUsize::new(0),
+                cache: OnceLock::new(),
+                cache_config: p.cache_spec().map(|spec| StoreConfig {
+                    name: p.name(),
+                    ttl: spec.ttl.unwrap_or(default_ttl),
+                    stale: spec.stale,
+                    capacity: spec.capacity.unwrap_or(default_capacity),
+                    cache_negative: spec.cache_none,
+                }),
+                watched_prefix_depths: watched.remove(&i).unwrap_or_default(),
+                invalidate_targets: to_slots(exact),
+                invalidate_prefix_targets: to_slots(prefixes),
             });
         }
 

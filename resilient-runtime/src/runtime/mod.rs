@@ -13,6 +13,8 @@ use tokio::sync::Notify;
 use crate::Rejection;
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
+use crate::cache::CacheStats;
+use crate::cache::store::{ErasedStore, StoreConfig};
 use crate::policy::Policy;
 
 pub use builder::{BuildError, Problem, RuntimeBuilder};
@@ -66,6 +68,24 @@ pub(crate) struct OpState {
     pub(crate) bulkhead: Option<Arc<Bulkhead>>,
     /// Calls of this operation between admission and return (for draining on shutdown).
     pub(crate) in_flight: AtomicUsize,
+    /// The operation's cache, created on first use (only then is its value type known).
+    pub(crate) cache: OnceLock<Box<dyn ErasedStore>>,
+    /// How the cache is configured, if the operation caches.
+    pub(crate) cache_config: Option<StoreConfig>,
+    /// Prefix depths other operations invalidate: the cache must watch them.
+    pub(crate) watched_prefix_depths: Vec<usize>,
+    /// For each of the policy's `invalidate` templates, the slots of the operations caching it.
+    pub(crate) invalidate_targets: Vec<Vec<usize>>,
+    /// For each of the policy's `invalidate_prefix` templates, the slots of the operations it covers.
+    pub(crate) invalidate_prefix_targets: Vec<Vec<usize>>,
+}
+
+impl fmt::Debug for dyn ErasedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();
@@ -129,6 +149,20 @@ impl Runtime {
     /// Whether [`shutdown`](Runtime::shutdown) has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Counters of every cache created so far, one per caching operation.
+    pub fn caches(&self) -> Vec<CacheStats> {
+        self.inner
+            .ops
+            .iter()
+            .flatten()
+            .filter_map(|op| op.cache.get().map(|c| c.stats()))
+            .collect()
+    }
+
+    pub(crate) fn op_at(&self, slot: usize) -> Option<&OpState> {
+        self.inner.ops.get(slot).and_then(Option::as_ref)
     }
 
     pub(crate) fn op(&self, policy: &'static Policy) -> Option<&OpState> {
