@@ -11,7 +11,8 @@ use crate::Rejection;
 /// | [`Ambiguous`](ErrorClass::Ambiguous) | only when the operation is idempotent | yes | connection lost after the statement was sent, attempt timed out |
 /// | [`Caller`](ErrorClass::Caller) | no | no | not found, constraint violation `23xxx`, bad input |
 /// | [`Rejected`](ErrorClass::Rejected) | no | no | our own rejections: breaker open, bulkhead full, shutting down |
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorClass {
     /// Nothing was applied and the database is healthy; a retry is safe.
@@ -90,6 +91,10 @@ impl std::fmt::Display for ErrorClass {
 ///             RepoError::NotFound(_) => ErrorClass::Caller,
 ///         }
 ///     }
+///
+///     fn describe(&self) -> Option<String> {
+///         Some(self.to_string())
+///     }
 /// }
 ///
 /// assert_eq!(RepoError::NotFound(7).class(), ErrorClass::Caller);
@@ -97,6 +102,13 @@ impl std::fmt::Display for ErrorClass {
 pub trait Classify {
     /// The class of this error.
     fn class(&self) -> ErrorClass;
+
+    /// A description for logs and the health dashboard's recent errors. The runtime
+    /// removes credentials from it before keeping it. `None` (the default) keeps only
+    /// the class; delegate to wrapped errors, e.g. `Some(self.to_string())`.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Classify for Rejection {
@@ -106,16 +118,28 @@ impl Classify for Rejection {
             _ => ErrorClass::Rejected,
         }
     }
+
+    fn describe(&self) -> Option<String> {
+        Some(self.to_string())
+    }
 }
 
 impl<T: Classify + ?Sized> Classify for &T {
     fn class(&self) -> ErrorClass {
         (**self).class()
     }
+
+    fn describe(&self) -> Option<String> {
+        (**self).describe()
+    }
 }
 
 impl<T: Classify + ?Sized> Classify for Box<T> {
     fn class(&self) -> ErrorClass {
         (**self).class()
+    }
+
+    fn describe(&self) -> Option<String> {
+        (**self).describe()
     }
 }

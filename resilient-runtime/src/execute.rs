@@ -26,6 +26,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::breaker::BreakerPermit;
 use crate::bulkhead::BulkheadPermit;
@@ -84,6 +85,8 @@ pub struct Call<'rt> {
     deadline: Option<Instant>,
     entered: bool,
     final_class: Option<ErrorClass>,
+    /// When the call was first admitted, if metrics are on.
+    started: Option<Instant>,
 }
 
 impl<'rt> Call<'rt> {
@@ -103,6 +106,7 @@ impl<'rt> Call<'rt> {
             deadline: None,
             entered: false,
             final_class: None,
+            started: None,
         }
     }
 
@@ -134,6 +138,9 @@ impl<'rt> Call<'rt> {
             }
             op.in_flight.fetch_add(1, Ordering::AcqRel);
             self.entered = true;
+            if self.rt.is_some_and(Runtime::metrics_enabled) {
+                self.started = Some(Instant::now());
+            }
         }
         let breaker = match &op.breaker {
             Some(b) => Some(b.try_acquire()?),
@@ -172,12 +179,18 @@ impl<'rt> Call<'rt> {
         F: Future<Output = Result<T, E>>,
     {
         self.attempts += 1;
+        let span = tracing::info_span!(
+            "resilient",
+            operation = self.policy.name(),
+            attempt = self.attempts
+        );
         let outcome = Limited::new(
             fut,
             self.policy.attempt_timeout(),
             self.policy.deadline(),
             &mut self.deadline,
         )
+        .instrument(span)
         .await;
         let (class, failure) = match outcome {
             Ok(Ok(v)) => {
@@ -198,6 +211,9 @@ impl<'rt> Call<'rt> {
                 return ControlFlow::Break(Err(Failure::Rejected(r)));
             }
             Err(r) => {
+                if let Some(op) = self.op {
+                    op.metrics.attempt_timeouts.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::warn!(operation = self.policy.name(), attempt = self.attempts, timeout = ?self.policy.attempt_timeout(), "attempt timed out");
                 (r.class(), Failure::Rejected(r))
             }
@@ -231,6 +247,9 @@ impl<'rt> Call<'rt> {
             "retrying"
         );
         drop(failure);
+        if let Some(op) = self.op {
+            op.metrics.retries.fetch_add(1, Ordering::Relaxed);
+        }
         tokio::time::sleep_until(wake).await;
         ControlFlow::Continue(())
     }
@@ -254,19 +273,50 @@ impl<'rt> Call<'rt> {
         }
     }
 
-    /// Ends the call: converts a rejection into the user's error type.
-    pub fn finish<T, E: From<Rejection>>(&mut self, result: Result<T, Failure<E>>) -> Result<T, E> {
-        match result {
+    /// Ends the call: records its outcome and converts a rejection into the user's error type.
+    pub fn finish<T, E: From<Rejection> + Classify>(
+        &mut self,
+        result: Result<T, Failure<E>>,
+    ) -> Result<T, E> {
+        let out = match result {
             Ok(v) => Ok(v),
-            Err(Failure::Inner(e)) => Err(e),
+            Err(Failure::Inner(e)) => {
+                let class = e.class();
+                self.final_class = Some(class);
+                self.record_failure(class, || e.describe());
+                Err(e)
+            }
             Err(Failure::Rejected(r)) => {
-                if let Rejection::SharedLoadFailed { class, .. } = r {
-                    // A waiter's outcome is the loader's: a shared "not found" stays a caller error.
-                    self.final_class = Some(class);
-                } else if self.final_class.is_none() {
-                    self.final_class = Some(r.class());
+                // A waiter's outcome is the loader's: a shared "not found" stays a caller error.
+                let class = match r {
+                    Rejection::SharedLoadFailed { class, .. } => class,
+                    _ => r.class(),
+                };
+                self.final_class = Some(class);
+                if let Some(op) = self.op {
+                    op.metrics.rejected(&r);
                 }
+                self.record_failure(class, || Some(r.to_string()));
                 Err(E::from(r))
+            }
+        };
+        if let Some(op) = self.op {
+            if out.is_ok() {
+                op.metrics.successes.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(start) = self.started {
+                op.metrics.latency(start.elapsed());
+            }
+        }
+        out
+    }
+
+    fn record_failure(&self, class: ErrorClass, describe: impl FnOnce() -> Option<String>) {
+        if let (Some(op), Some(rt)) = (self.op, self.rt) {
+            op.metrics.failure(class);
+            if rt.metrics_enabled() {
+                rt.recent_errors()
+                    .push(self.policy.name(), class, describe());
             }
         }
     }
@@ -274,7 +324,11 @@ impl<'rt> Call<'rt> {
     /// Whether the fallback should replace the call's error: every failure except a
     /// caller error (a fallback must not hide "not found" or a constraint violation).
     pub fn fallback_applies(&self) -> bool {
-        self.final_class.is_some_and(|c| c != ErrorClass::Caller)
+        let applies = self.final_class.is_some_and(|c| c != ErrorClass::Caller);
+        if let (true, Some(op)) = (applies, self.op) {
+            op.metrics.fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+        applies
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cache;
 mod classify;
 mod error;
 mod execute;
+pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod retry;
@@ -26,4 +27,7 @@ pub mod __private;
 pub use classify::{Classify, ErrorClass};
 pub use error::Rejection;
 pub use execute::{Admission, Call, Failure};
-pub use runtime::{BuildError, Problem, Runtime, RuntimeBuilder, RuntimeRef, ShutdownReport};
+pub use runtime::{
+    BuildError, OperationSnapshot, PolicyView, Problem, Runtime, RuntimeBuilder, RuntimeRef,
+    ShutdownReport, Snapshot,
+};

@@ -102,7 +102,7 @@ pub struct CircuitBreaker {
 }
 
 /// A point-in-time view of a [`CircuitBreaker`], for metrics and admin pages.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BreakerSnapshot {
     /// The breaker's name.

@@ -72,7 +72,7 @@ pub struct Bulkhead {
 ///
 /// The fields are read one by one without a lock, so under load they may not
 /// describe one single instant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BulkheadSnapshot {
     /// The bulkhead's name.
     pub name: &'static str,

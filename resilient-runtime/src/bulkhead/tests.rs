@@ -308,6 +308,48 @@ fn try_acquire_refuses_while_someone_waits() {
     let _permit = expect_permit(poll_once(&mut waiter));
 }
 
+#[test]
+fn enqueuer_takes_a_slot_freed_before_it_reached_the_queue() {
+    let bulkhead = Bulkhead::new("t", 1, 5);
+    // Simulate a caller that counted itself as waiting, so the newcomer below skips
+    // the fast path even though the slot is free (as when a release raced with it).
+    bulkhead.waiting.fetch_add(1, Ordering::SeqCst);
+    // A real waiter arriving now queues (behind the simulated one) and, finding a slot
+    // free under the queue lock, is granted at once instead of sleeping forever.
+    let permit = expect_permit(poll_once(&mut bulkhead.acquire()));
+    assert_eq!((bulkhead.executing(), bulkhead.waiting()), (1, 1));
+    drop(permit);
+    bulkhead.waiting.fetch_sub(1, Ordering::SeqCst);
+    assert_eq!((bulkhead.executing(), bulkhead.waiting()), (0, 0));
+    assert!(bulkhead.lock_queue().is_empty());
+}
+
+#[test]
+fn newcomer_does_not_barge_while_a_release_is_in_flight() {
+    let bulkhead = Bulkhead::new("t", 1, 5);
+    let holder = bulkhead.try_acquire().expect("slot");
+    let mut first = bulkhead.acquire();
+    assert!(poll_once(&mut first).is_pending());
+
+    // Replay a release in two steps, as another thread could interleave with it: the
+    // slot is free, but the releaser has not reached the queue yet.
+    std::mem::forget(holder);
+    bulkhead.executing.fetch_sub(1, Ordering::SeqCst);
+    assert!(bulkhead.try_acquire().is_none());
+    let mut newcomer = bulkhead.acquire();
+    assert!(
+        poll_once(&mut newcomer).is_pending(),
+        "queued behind `first`"
+    );
+    bulkhead.hand_off();
+
+    let permit = expect_permit(poll_once(&mut first));
+    assert!(poll_once(&mut newcomer).is_pending());
+    drop(permit);
+    drop(expect_permit(poll_once(&mut newcomer)));
+    assert_eq!((bulkhead.executing(), bulkhead.waiting()), (0, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn execute_runs_the_future_holding_a_permit() {
     let bulkhead = Arc::new(Bulkhead::new("t", 1, 1));

@@ -46,7 +46,7 @@ pub use key::{CacheKey, Fragment, INLINE, KeyPart, KeyTemplate, KeyWriter};
 pub use plain::Cache;
 
 /// Counters of one cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct CacheStats {
     /// The cache's name: its operation's name.

@@ -14,6 +14,7 @@ use super::{Inner, OpState, Runtime};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::bulkhead::{self, Bulkhead, BulkheadSpec};
 use crate::cache::store::StoreConfig;
+use crate::metrics::{OpMetrics, RecentErrors};
 use crate::policy::Policy;
 use crate::registry::{self, NEXT_SLOT};
 
@@ -27,6 +28,7 @@ pub struct RuntimeBuilder {
     skip_registry: bool,
     default_ttl: Option<Duration>,
     default_cache_capacity: Option<usize>,
+    metrics_disabled: bool,
 }
 
 /// TTL of cached results when the operation sets no `ttl_s`.
@@ -131,6 +133,13 @@ impl RuntimeBuilder {
     /// Capacity of each operation's cache when it sets none (default 10,000 entries).
     pub fn default_cache_capacity(mut self, entries: usize) -> Self {
         self.default_cache_capacity = Some(entries);
+        self
+    }
+
+    /// Turns per-call metrics (counters, latency histograms, recent errors) on or off.
+    /// On by default; off saves two clock reads and a few atomic increments per call.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics_disabled = !on;
         self
     }
 
@@ -354,6 +363,7 @@ impl RuntimeBuilder {
                     .bulkhead_spec()
                     .and_then(|s| bulkheads.get(s.name()).cloned()),
                 in_flight: AtomicUsize::new(0),
+                metrics: OpMetrics::new(!self.metrics_disabled),
                 cache: OnceLock::new(),
                 cache_config: p.cache_spec().map(|spec| StoreConfig {
                     name: p.name(),
@@ -375,6 +385,8 @@ impl RuntimeBuilder {
                 ops: table,
                 shutting_down: AtomicBool::new(false),
                 drained: Notify::new(),
+                metrics_enabled: !self.metrics_disabled,
+                recent_errors: RecentErrors::default(),
             }),
         })
     }

@@ -2,6 +2,7 @@
 
 mod builder;
 mod shutdown;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,11 +16,13 @@ use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::cache::CacheStats;
 use crate::cache::store::{ErasedStore, StoreConfig};
+use crate::metrics::{OpMetrics, RecentErrors};
 use crate::policy::Policy;
 
 pub use builder::{BuildError, Problem, RuntimeBuilder};
 pub(crate) use builder::{READ_OP, REPORT_OP, WRITE_OP};
 pub use shutdown::ShutdownReport;
+pub use snapshot::{OperationSnapshot, PolicyView, Snapshot};
 
 /// Holds every breaker, bulkhead and registered operation. Cheap to clone.
 ///
@@ -58,6 +61,8 @@ struct Inner {
     ops: Vec<Option<OpState>>,
     shutting_down: AtomicBool,
     drained: Notify,
+    metrics_enabled: bool,
+    recent_errors: RecentErrors,
 }
 
 /// What the runtime keeps for one registered operation.
@@ -68,6 +73,8 @@ pub(crate) struct OpState {
     pub(crate) bulkhead: Option<Arc<Bulkhead>>,
     /// Calls of this operation between admission and return (for draining on shutdown).
     pub(crate) in_flight: AtomicUsize,
+    /// Counters and latency.
+    pub(crate) metrics: OpMetrics,
     /// The operation's cache, created on first use (only then is its value type known).
     pub(crate) cache: OnceLock<Box<dyn ErasedStore>>,
     /// How the cache is configured, if the operation caches.
@@ -159,6 +166,32 @@ impl Runtime {
             .flatten()
             .filter_map(|op| op.cache.get().map(|c| c.stats()))
             .collect()
+    }
+
+    /// Whether calls record metrics (see [`RuntimeBuilder::metrics`]).
+    pub fn metrics_enabled(&self) -> bool {
+        self.inner.metrics_enabled
+    }
+
+    /// Starts counting anew for snapshots: per-operation counters, latency, cache and
+    /// bulkhead statistics and the recent errors (the seed's reset). Prometheus counters
+    /// stay monotonic.
+    pub fn reset_metrics(&self) {
+        for (_, op) in self.op_states() {
+            op.metrics.reset();
+        }
+        for b in self.bulkheads() {
+            b.reset_stats();
+        }
+        self.inner.recent_errors.clear();
+    }
+
+    pub(crate) fn recent_errors(&self) -> &RecentErrors {
+        &self.inner.recent_errors
+    }
+
+    pub(crate) fn op_states(&self) -> impl Iterator<Item = (&'static Policy, &OpState)> {
+        self.inner.ops.iter().flatten().map(|op| (op.policy, op))
     }
 
     pub(crate) fn op_at(&self, slot: usize) -> Option<&OpState> {
