@@ -12,6 +12,9 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod cache;
 mod classify;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
+pub mod db;
 mod error;
 mod execute;
 pub mod metrics;
