@@ -96,19 +96,22 @@ fn function(op: &Operation) -> TokenStream {
     let finish = finish(op);
 
     let m = Span::mixed_site();
-    quote_spanned! {m=>
-        #(#outer)*
-        #vis #sig {
-            #(#inner)*
-            #policy
-            #checks
-            let __resilient_rt = ::resilient::__private::RuntimeRef::current();
-            let mut __resilient_call =
-                ::resilient::__private::Call::new(&__resilient_rt, &__RESILIENT_POLICY);
-            let __resilient_result = #run;
-            #finish
-        }
-    }
+    let body = quote_spanned! {m=>
+        #(#inner)*
+        #policy
+        #checks
+        let __resilient_rt = ::resilient::__private::RuntimeRef::current();
+        let mut __resilient_call =
+            ::resilient::__private::Call::new(&__resilient_rt, &__RESILIENT_POLICY);
+        let __resilient_result = #run;
+        #finish
+    };
+    let mut out = quote!(#(#outer)* #vis #sig);
+    // The body's braces keep the user's span: an item whose span ends inside the macro's
+    // expansion counts as macro-generated, and rustc then silences lints such as
+    // `dead_code` on the user's function.
+    item.block.brace_token.surround(&mut out, |out| out.extend(body));
+    out
 }
 
 /// The user's signature, except that when arguments are reused across attempts, `mut`
@@ -242,14 +245,25 @@ fn finish(op: &Operation) -> TokenStream {
         return quote_spanned!(m=> __resilient_call.finish(__resilient_result));
     };
     let path = &fallback.value;
-    let receiver = op.func.receiver.map(|r| r.self_token.to_token_stream());
-    let args = op.func.params.iter().map(|p| match &p.binding {
-        Binding::Ident { ident, .. } => ident.to_token_stream(),
-        Binding::Wild | Binding::Pattern => p.positional().to_token_stream(),
+    // The call and its arguments are located at the path, so that a wrong signature is
+    // reported there (and rustc makes no edit suggestions against the user's signature).
+    // Each argument keeps its hygiene, only its location changes.
+    let at = path.span();
+    let receiver = op.func.receiver.map(|r| {
+        let mut token = r.self_token;
+        token.span = token.span.located_at(at);
+        token.to_token_stream()
     });
-    let args = receiver.into_iter().chain(args);
-    // Spanned at the path, so that a wrong signature is reported there.
-    let call = quote_spanned!(path.span()=> #path(#(#args),*).await);
+    let args = op.func.params.iter().map(|p| {
+        let mut ident = match &p.binding {
+            Binding::Ident { ident, .. } => (*ident).clone(),
+            Binding::Wild | Binding::Pattern => p.positional(),
+        };
+        ident.set_span(ident.span().located_at(at));
+        ident
+    });
+    let receiver = receiver.into_iter();
+    let call = quote_spanned!(at=> #path(#(#receiver,)* #(#args),*).await);
     quote_spanned! {m=>
         let __resilient_out = __resilient_call.finish(__resilient_result);
         if ::resilient::__private::core::result::Result::is_err(&__resilient_out)

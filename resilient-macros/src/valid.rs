@@ -152,13 +152,17 @@ fn deadline(op: &Operation) -> syn::Result<()> {
         ),
         Source::Default => format!("the default per-attempt timeout ({timeout} ms)"),
     };
-    Err(syn::Error::new_spanned(
-        whole(deadline),
-        format!(
-            "`deadline_ms` ({}) is less than {of}, so no attempt could run to its timeout",
+    let mut msg = format!(
+        "`deadline_ms` ({}) is less than {of}, so no attempt could run to its timeout",
+        deadline.value
+    );
+    if !matches!(source, Source::Explicit) {
+        msg.push_str(&format!(
+            "\nhelp: set `timeout_ms` to at most {}",
             deadline.value
-        ),
-    ))
+        ));
+    }
+    Err(syn::Error::new_spanned(whole(deadline), msg))
 }
 
 /// Tokens spanning `key = value`, for `syn::Error::new_spanned`, which underlines from the

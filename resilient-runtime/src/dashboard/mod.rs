@@ -97,23 +97,26 @@ impl Dashboard {
         router.with_state(Arc::new(self))
     }
 
-    fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+    /// The response refusing the request, if it is not an admin's.
+    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         match self.auth.authorize(headers) {
-            Access::Admin => Ok(()),
-            Access::Forbidden => Err((StatusCode::FORBIDDEN, "forbidden\n").into_response()),
-            Access::Unauthenticated => Err((
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "unauthorized\n",
-            )
-                .into_response()),
+            Access::Admin => None,
+            Access::Forbidden => Some((StatusCode::FORBIDDEN, "forbidden\n").into_response()),
+            Access::Unauthenticated => Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "unauthorized\n",
+                )
+                    .into_response(),
+            ),
         }
     }
 }
 
 async fn database_health(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = d.check(&headers) {
-        return denied;
+    if let Some(refusal) = d.refusal(&headers) {
+        return refusal;
     }
     let mut body = match serde_json::to_value(d.rt.snapshot()) {
         Ok(v) => v,
@@ -160,8 +163,8 @@ fn db_is_healthy(db: &serde_json::Value) -> bool {
 }
 
 async fn prometheus(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = d.check(&headers) {
-        return denied;
+    if let Some(refusal) = d.refusal(&headers) {
+        return refusal;
     }
     d.rt.publish_metrics();
     let text = d.prometheus.as_ref().map(|r| r()).unwrap_or_default();

@@ -29,6 +29,7 @@ pub struct RuntimeBuilder {
     default_ttl: Option<Duration>,
     default_cache_capacity: Option<usize>,
     metrics_disabled: bool,
+    pub(crate) databases: crate::db::DatabasesBuilder,
 }
 
 /// TTL of cached results when the operation sets no `ttl_s`.
@@ -323,6 +324,8 @@ impl RuntimeBuilder {
             }
         }
 
+        problems.extend(self.databases.problems(|name| br_specs.contains_key(name)));
+
         if !problems.is_empty() {
             problems.sort_by(|a, b| (&a.operation, &a.message).cmp(&(&b.operation, &b.message)));
             return Err(BuildError { problems });
@@ -387,6 +390,7 @@ impl RuntimeBuilder {
                 drained: Notify::new(),
                 metrics_enabled: !self.metrics_disabled,
                 recent_errors: RecentErrors::default(),
+                databases: self.databases.build(),
             }),
         })
     }

@@ -63,6 +63,8 @@ struct Inner {
     drained: Notify,
     metrics_enabled: bool,
     recent_errors: RecentErrors,
+    /// Database pools and their background tasks.
+    databases: crate::db::Databases,
 }
 
 /// What the runtime keeps for one registered operation.
@@ -208,6 +210,10 @@ impl Runtime {
 
     pub(crate) fn drained(&self) -> &Notify {
         &self.inner.drained
+    }
+
+    pub(crate) fn databases(&self) -> &crate::db::Databases {
+        &self.inner.databases
     }
 }
 

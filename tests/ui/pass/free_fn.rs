@@ -1,27 +1,10 @@
-//! A free `async fn` with every option that takes a literal.
+//! Free `async fn`s: the defaults, every literal option, and a preset with overrides.
 
-use resilient::{Classify, ErrorClass, Rejection, resilient};
+#[path = "../support/mod.rs"]
+mod support;
 
-#[derive(Debug)]
-pub enum RepoError {
-    NotFound,
-    Resilience(Rejection),
-}
-
-impl From<Rejection> for RepoError {
-    fn from(r: Rejection) -> Self {
-        RepoError::Resilience(r)
-    }
-}
-
-impl Classify for RepoError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            RepoError::NotFound => ErrorClass::Caller,
-            RepoError::Resilience(r) => r.class(),
-        }
-    }
-}
+use resilient::resilient;
+use support::RepoError;
 
 #[resilient]
 pub async fn defaults(id: i64) -> Result<i64, RepoError> {
@@ -43,7 +26,7 @@ pub async fn defaults(id: i64) -> Result<i64, RepoError> {
 )]
 pub async fn everything(id: i64, name: String) -> Result<String, RepoError> {
     if id < 0 {
-        return Err(RepoError::NotFound);
+        return Err(RepoError::Caller);
     }
     Ok(format!("{id}{name}"))
 }
@@ -53,13 +36,21 @@ pub async fn preset_overridden(id: i64) -> Result<i64, RepoError> {
     Ok(id)
 }
 
+#[resilient(policy = "report", deadline_ms = 60_000)]
+pub async fn report() -> Result<(), RepoError> {
+    Ok(())
+}
+
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    let runtime = resilient::Runtime::builder().build().unwrap();
-    rt.block_on(runtime.scope(async {
+    support::run(async {
         assert_eq!(defaults(1).await.unwrap(), 1);
         assert_eq!(everything(1, "x".into()).await.unwrap(), "1x");
-        assert!(matches!(everything(-1, "x".into()).await, Err(RepoError::NotFound)));
+        assert!(matches!(everything(-1, "x".into()).await, Err(RepoError::Caller)));
         assert_eq!(preset_overridden(2).await.unwrap(), 2);
-    }));
+        report().await.unwrap();
+    });
+    let names = support::operation_names();
+    for name in ["defaults", "users::find", "preset_overridden", "report"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
 }
