@@ -296,6 +296,9 @@ impl<'rt> Call<'rt> {
                 if let Some(op) = self.op {
                     op.metrics.rejected(&r);
                 }
+                // Debug, not warn: an open breaker rejects every call, and the breaker's
+                // own transition was already logged once at warn.
+                tracing::debug!(operation = self.policy.name(), rejection = %r, "call rejected");
                 self.record_failure(class, || Some(r.to_string()));
                 Err(E::from(r))
             }
