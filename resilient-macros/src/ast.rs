@@ -3,7 +3,9 @@
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
-use syn::{FnArg, Ident, ItemFn, ItemImpl, Pat, PatType, Receiver, ReturnType, Token, TraitItemFn, Type};
+use syn::{
+    FnArg, Ident, ItemFn, ItemImpl, Pat, PatType, Receiver, ReturnType, Token, TraitItemFn, Type,
+};
 
 use crate::attr::{Args, Preset, Spanned};
 
@@ -124,7 +126,10 @@ impl<'a> Param<'a> {
     /// The name the parameter has in the emitted signature when its pattern is not a plain
     /// identifier. Mixed-site, so the body can't name it.
     pub(crate) fn positional(&self) -> Ident {
-        Ident::new(&format!("__resilient_arg{}", self.index), Span::mixed_site())
+        Ident::new(
+            &format!("__resilient_arg{}", self.index),
+            Span::mixed_site(),
+        )
     }
 }
 
@@ -197,11 +202,15 @@ impl Operation<'_> {
     }
 
     pub(crate) fn retry(&self) -> (u32, Source) {
-        self.setting(&self.args.retry, Preset::retry, defaults::RETRY)
+        self.setting(self.args.retry.as_ref(), Preset::retry, defaults::RETRY)
     }
 
     pub(crate) fn timeout_ms(&self) -> (u64, Source) {
-        self.setting(&self.args.timeout_ms, Preset::timeout_ms, defaults::TIMEOUT_MS)
+        self.setting(
+            self.args.timeout_ms.as_ref(),
+            Preset::timeout_ms,
+            defaults::TIMEOUT_MS,
+        )
     }
 
     /// Whether the body may run more than once, or the arguments must outlive it for the
@@ -212,7 +221,7 @@ impl Operation<'_> {
 
     fn setting<T: Copy>(
         &self,
-        explicit: &Option<Spanned<T>>,
+        explicit: Option<&Spanned<T>>,
         from_preset: fn(Preset) -> T,
         default: T,
     ) -> (T, Source) {

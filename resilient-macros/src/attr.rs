@@ -190,19 +190,19 @@ impl At {
     fn expected(self, input: ParseStream, what: &str) -> syn::Error {
         let found = describe_next(input);
         let mut msg = format!("expected {what} for `{}`, found {found}", self.key);
-        if let Some(help) = self.quoting_help(input) {
-            msg.push_str("\nhelp: ");
-            msg.push_str(&help);
-        } else {
-            msg.push_str(&format!("\nhelp: for example `{}`", self.key.example()));
-        }
+        let help = self
+            .quoting_help(input)
+            .unwrap_or_else(|| format!("for example `{}`", self.key.example()));
+        msg.push_str("\nhelp: ");
+        msg.push_str(&help);
         syn::Error::new(input.span(), msg)
     }
 
     /// `retry = "5"` → "remove the quotes"; `backoff = fixed` → "add quotes".
     fn quoting_help(self, input: ParseStream) -> Option<String> {
         let key = self.key;
-        let wants_string = matches!(self.key.example().split_once(" = "), Some((_, v)) if v.starts_with('"'));
+        let wants_string =
+            matches!(self.key.example().split_once(" = "), Some((_, v)) if v.starts_with('"'));
         if let Ok(s) = input.fork().parse::<LitStr>() {
             let inner = s.value();
             let plain = inner.parse::<u64>().is_ok() || inner == "true" || inner == "false";
@@ -228,15 +228,14 @@ fn parse_key(input: ParseStream) -> syn::Result<(Key, Span)> {
         ));
     };
     let typo = ident.unraw().to_string();
-    let msg = match did_you_mean(&typo, Key::public().map(Key::as_str)) {
-        Some(hint) => format!("unknown option `{typo}`, did you mean `{hint}`?"),
-        None => {
-            let all: Vec<String> = Key::public().map(|k| format!("`{k}`")).collect();
-            format!(
-                "unknown option `{typo}`, expected one of: {}",
-                all.join(", ")
-            )
-        }
+    let msg = if let Some(hint) = did_you_mean(&typo, Key::public().map(Key::as_str)) {
+        format!("unknown option `{typo}`, did you mean `{hint}`?")
+    } else {
+        let all: Vec<String> = Key::public().map(|k| format!("`{k}`")).collect();
+        format!(
+            "unknown option `{typo}`, expected one of: {}",
+            all.join(", ")
+        )
     };
     Err(syn::Error::new(ident.span(), msg))
 }
@@ -255,15 +254,11 @@ fn describe_next(input: ParseStream) -> String {
             _ => "a literal".to_owned(),
         };
     }
-    if input.peek(Ident::peek_any) {
-        if let Ok(path) = input.fork().call(Path::parse_mod_style) {
-            let text: Vec<String> = path
-                .segments
-                .iter()
-                .map(|s| s.ident.to_string())
-                .collect();
-            return format!("`{}`", text.join("::"));
-        }
+    if input.peek(Ident::peek_any)
+        && let Ok(path) = input.fork().call(Path::parse_mod_style)
+    {
+        let text: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        return format!("`{}`", text.join("::"));
     }
     if input.peek(Token![-]) {
         return "a negative number".to_owned();
@@ -281,7 +276,18 @@ where
     if !input.peek(LitInt) {
         return Err(at.expected(input, "an integer"));
     }
-    input.parse::<LitInt>()?.base10_parse()
+    let lit: LitInt = input.parse()?;
+    lit.base10_parse().map_err(|_| {
+        // A negative literal (from `macro_rules!` input) or one too large for the field.
+        let ty = std::any::type_name::<T>();
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "expected a non-negative integer that fits in `{ty}` for `{}`, found `{lit}`",
+                at.key
+            ),
+        )
+    })
 }
 
 fn boolean(at: At, input: ParseStream) -> syn::Result<bool> {
@@ -331,8 +337,15 @@ pub(crate) trait Spelled: Copy + PartialEq + 'static {
         }
         let names = Self::ALL.iter().map(|(s, _)| *s);
         let mut msg = match did_you_mean(&text, names.clone()) {
-            Some(hint) => format!("unknown {} `\"{text}\"`, did you mean `\"{hint}\"`?", Self::WHAT),
-            None => format!("unknown {} `\"{text}\"`, expected {}", Self::WHAT, one_of(names)),
+            Some(hint) => format!(
+                "unknown {} `\"{text}\"`, did you mean `\"{hint}\"`?",
+                Self::WHAT
+            ),
+            None => format!(
+                "unknown {} `\"{text}\"`, expected {}",
+                Self::WHAT,
+                one_of(names)
+            ),
         };
         if let Some(note) = Self::note() {
             msg.push_str("\nnote: ");
@@ -462,9 +475,8 @@ fn spec_ref<B: Spelled>(at: At, input: ParseStream) -> syn::Result<SpecRef<B>> {
             return Err(syn::Error::new(
                 ident.span(),
                 format!(
-                    "built-in {}s are named by string, found path `{text}`\n\
-                     help: add quotes: `{key} = \"{text}\"`",
-                    key
+                    "built-in {key}s are named by string, found path `{text}`\n\
+                     help: add quotes: `{key} = \"{text}\"`"
                 ),
             ));
         }
@@ -475,5 +487,66 @@ fn spec_ref<B: Spelled>(at: At, input: ParseStream) -> syn::Result<SpecRef<B>> {
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(tokens: &str) -> syn::Result<Args> {
+        syn::parse_str(tokens)
+    }
+
+    fn error(tokens: &str) -> String {
+        parse(tokens).expect_err(tokens).to_string()
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let args = parse(
+            r#"retry = 3, backoff = "fixed", delay_ms = 10, max_delay_ms = 20, jitter = false,
+               timeout_ms = 100, deadline_ms = 1_000, bulkhead = crate::EXPORTS,
+               breaker = false, idempotent = true, policy = "write",
+               fallback = Self::cached, name = "x", __type = "Repo","#,
+        )
+        .unwrap();
+        assert_eq!(args.retry.map(|r| r.value), Some(3));
+        assert_eq!(args.backoff.map(|b| b.value), Some(Backoff::Fixed));
+        assert_eq!(args.deadline_ms.map(|d| d.value), Some(1_000));
+        assert!(matches!(
+            args.bulkhead.map(|b| b.value),
+            Some(SpecRef::Custom(_))
+        ));
+        assert!(matches!(args.breaker.map(|b| b.value), Some(SpecRef::Off)));
+        assert_eq!(args.policy.map(|p| p.value), Some(Preset::Write));
+        assert_eq!(args.type_name.map(|t| t.value).as_deref(), Some("Repo"));
+    }
+
+    #[test]
+    fn every_key_has_a_field() {
+        // `Args::parse_value` is exhaustive over `Key`; this catches a key whose example
+        // does not parse, which would make its error messages misleading.
+        for key in Key::ALL {
+            parse(key.example()).unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+    }
+
+    #[test]
+    fn hidden_keys_are_never_suggested() {
+        assert!(!error("colour = 1").contains("__type"));
+        assert!(error("_type = 1").starts_with("unknown option `_type`, expected one of"));
+    }
+
+    #[test]
+    fn value_errors() {
+        assert_eq!(error("retry = 1, retry = 2"), "duplicate option `retry`");
+        assert!(error("jitter = \"true\"").contains("remove the quotes: `jitter = true`"));
+        assert!(error("backoff = fixed").contains("add quotes: `backoff = \"fixed\"`"));
+        assert!(error("policy = \"Read\"").contains("did you mean `\"read\"`?"));
+        // rustc tokenizes `-1` as `-` and `1`; proc-macro2's fallback lexer as one literal.
+        assert!(error("timeout_ms = -1").contains("non-negative integer"));
+        assert!(error("retry = 99999999999").contains("fits in `u32`"));
+        assert!(error("bulkhead = 3").starts_with("expected a string literal, a path or `false`"));
     }
 }

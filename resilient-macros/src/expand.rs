@@ -59,11 +59,16 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> syn::Result<Tok
 ///     let __resilient_result = loop {
 ///         let __resilient_admission = match __resilient_call.admit().await { .. };
 ///         let new = CloneForRetry::clone_for_retry(&new);
-///         match __resilient_call.attempt(__resilient_admission, async { BODY }).await { .. }
+///         if let Break(result) = __resilient_call.attempt(__resilient_admission, async { BODY }).await {
+///             break result;
+///         }
 ///     };
 ///     __resilient_call.finish(__resilient_result)
 /// }
 /// ```
+///
+/// Without retries the `loop` becomes a single `match` (see [`single_attempt`]), and with
+/// a fallback `finish` is followed by the fallback call (see [`finish`]).
 ///
 /// The body is re-run inline in a non-`move` async block instead of through a closure:
 /// each attempt's future is dropped before the next one starts, so the body may borrow
@@ -78,7 +83,10 @@ fn function(op: &Operation) -> TokenStream {
     let vis = &item.vis;
     let reuse = op.reuses_args();
     let sig = signature(op, reuse);
-    let ret = op.func.output().expect("validated: the function has a return type");
+    let ret = op
+        .func
+        .output()
+        .expect("validated: the function has a return type");
 
     let policy = policy_static(op);
     let checks = type_checks(ret);
@@ -110,7 +118,9 @@ fn function(op: &Operation) -> TokenStream {
     // The body's braces keep the user's span: an item whose span ends inside the macro's
     // expansion counts as macro-generated, and rustc then silences lints such as
     // `dead_code` on the user's function.
-    item.block.brace_token.surround(&mut out, |out| out.extend(body));
+    item.block
+        .brace_token
+        .surround(&mut out, |out| out.extend(body));
     out
 }
 
@@ -217,6 +227,10 @@ fn retry_loop(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
 
 /// One attempt, without a loop: with no retry the arguments are not cloned, and a body
 /// that moves one would not compile inside a loop.
+///
+/// `Call::attempt` asks for another attempt only while the policy's `max_retries` allows
+/// one, and this policy is the `static` above, built with none; so `Continue` cannot
+/// happen unless the runtime starts overriding retries at run time.
 fn single_attempt(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
     quote_spanned! {Span::mixed_site()=>
         match __resilient_call.admit().await {
@@ -499,7 +513,7 @@ fn add_type_name(meta: &mut Meta, type_name: &str) {
         Meta::Path(path) => {
             *meta = Meta::List(syn::MetaList {
                 path: path.clone(),
-                delimiter: syn::MacroDelimiter::Paren(Default::default()),
+                delimiter: syn::MacroDelimiter::Paren(syn::token::Paren::default()),
                 tokens: quote!(__type = #name),
             });
         }
@@ -515,5 +529,93 @@ fn add_type_name(meta: &mut Meta, type_name: &str) {
         }
         // `#[resilient = ..]` is not valid for an attribute macro; rustc reports it.
         Meta::NameValue(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(args: TokenStream, item: TokenStream) -> String {
+        attribute(args, item).unwrap().to_string()
+    }
+
+    #[test]
+    fn impl_blocks_name_their_methods() {
+        let out = expand(
+            TokenStream::new(),
+            quote! {
+                impl<T> crate::Repo<T> {
+                    #[resilient] async fn a(&self) -> R {}
+                    #[resilient()] async fn b(&self) -> R {}
+                    #[resilient(retry = 1)] async fn c(&self) -> R {}
+                    #[resilient::resilient(retry = 1,)] async fn d(&self) -> R {}
+                    #[other(retry = 1)] async fn e(&self) -> R {}
+                }
+            },
+        );
+        assert_eq!(out.matches("__type = \"Repo\"").count(), 4, "{out}");
+        assert!(out.contains("retry = 1 , __type"), "{out}");
+        assert!(
+            out.contains("resilient :: resilient (retry = 1 , __type = \"Repo\")] async fn d"),
+            "{out}"
+        );
+        assert!(out.contains("# [other (retry = 1)]"), "{out}");
+    }
+
+    #[test]
+    fn self_type_names() {
+        let name = |ty: Type| self_type_name(&ty).unwrap();
+        assert_eq!(name(syn::parse_quote!(UserRepo)), "UserRepo");
+        assert_eq!(name(syn::parse_quote!(db::Repo<'a, T>)), "Repo");
+        assert_eq!(name(syn::parse_quote!(&mut r#Repo)), "Repo");
+        assert!(self_type_name(&syn::parse_quote!((A, B))).is_err());
+    }
+
+    #[test]
+    fn without_retries_arguments_are_used_as_they_are() {
+        let out = expand(
+            quote!(timeout_ms = 10),
+            quote!(
+                async fn f(mut x: String, (a, b): (u8, u8)) -> R {
+                    BODY
+                }
+            ),
+        );
+        assert!(
+            out.contains("async fn f (mut x : String , (a , b) : (u8 , u8))"),
+            "{out}"
+        );
+        assert!(!out.contains("loop { let __resilient_admission"), "{out}");
+        assert!(!out.contains("clone_for_retry"), "{out}");
+    }
+
+    #[test]
+    fn with_retries_arguments_are_cloned_per_attempt() {
+        let out = expand(
+            quote!(retry = 1),
+            quote!(
+                async fn f(&self, mut x: String, (a, b): (u8, u8), r: &str) -> R {
+                    BODY
+                }
+            ),
+        );
+        // `mut` moves from the parameter to the per-attempt binding; the pattern is bound
+        // to a positional name and destructured per attempt.
+        assert!(
+            out.contains(
+                "async fn f (& self , x : String , __resilient_arg1 : (u8 , u8) , r : & str)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "let mut x = :: resilient :: __private :: CloneForRetry :: clone_for_retry (& x)"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("let (a , b) = :: resilient :: __private :: CloneForRetry :: clone_for_retry (& __resilient_arg1)"), "{out}");
+        assert!(!out.contains("clone_for_retry (& r)"), "{out}");
+        assert!(out.contains("loop { let __resilient_admission"), "{out}");
     }
 }

@@ -19,7 +19,11 @@ pub(crate) fn did_you_mean<'a>(
                 return Some((0, c));
             }
             let d = edit_distance(typo, c);
-            let stem = typo.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+            let stem = typo
+                .chars()
+                .zip(c.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
             let close = d <= (typo_len / 3).max(1)
                 || (stem >= 4 && d <= typo_len.max(c.chars().count()) / 2);
             close.then_some((d, c))
@@ -72,6 +76,9 @@ mod tests {
         assert_eq!(did_you_mean("timeout", keys), Some("timeout_ms"));
         assert_eq!(did_you_mean("colour", keys), None);
         assert_eq!(did_you_mean("READ", ["read", "write"]), Some("read"));
-        assert_eq!(did_you_mean("reed", ["read", "write", "report"]), Some("read"));
+        assert_eq!(
+            did_you_mean("reed", ["read", "write", "report"]),
+            Some("read")
+        );
     }
 }

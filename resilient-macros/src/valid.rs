@@ -2,9 +2,9 @@
 //! the option or the part of the signature that is wrong. Expansion may then assume that
 //! the options are consistent.
 
-use proc_macro2::{Ident, TokenStream, TokenTree};
 use crate::ast::{Operation, Source, defaults};
 use crate::attr::{Args, Backoff, Key, Spanned, Spelled};
+use proc_macro2::{Ident, TokenStream, TokenTree};
 
 pub(crate) fn validate(op: &Operation) -> syn::Result<()> {
     signature(op)?;
@@ -36,17 +36,19 @@ fn signature(op: &Operation) -> syn::Result<()> {
 }
 
 fn ranges(args: &Args) -> syn::Result<()> {
-    if let Some(retry) = &args.retry {
-        if retry.value > defaults::MAX_RETRY {
-            return Err(syn::Error::new(
-                retry.span,
-                format!(
-                    "`retry` must be at most {}, found {}",
-                    defaults::MAX_RETRY,
-                    retry.value
-                ),
-            ));
-        }
+    if let Some(retry) = args
+        .retry
+        .as_ref()
+        .filter(|r| r.value > defaults::MAX_RETRY)
+    {
+        return Err(syn::Error::new(
+            retry.span,
+            format!(
+                "`retry` must be at most {}, found {}",
+                defaults::MAX_RETRY,
+                retry.value
+            ),
+        ));
     }
     for (key, opt) in [
         (Key::TimeoutMs, &args.timeout_ms),
@@ -94,22 +96,25 @@ fn retry_settings(op: &Operation) -> syn::Result<()> {
             ));
         }
     }
-    if let Some(backoff) = args.backoff.as_ref().filter(|b| b.value == Backoff::None) {
-        if let Some((key, Some(opt))) = settings[1..].iter().find(|(_, set)| set.is_some()) {
-            return Err(syn::Error::new_spanned(
-                opt,
-                format!(
-                    "`{key}` has no effect with `backoff = \"{}\"`",
-                    backoff.value.as_str()
-                ),
-            ));
-        }
+    if let Some(backoff) = args.backoff.as_ref().filter(|b| b.value == Backoff::None)
+        && let Some((key, Some(opt))) = settings[1..].iter().find(|(_, set)| set.is_some())
+    {
+        return Err(syn::Error::new_spanned(
+            opt,
+            format!(
+                "`{key}` has no effect with `backoff = \"{}\"`",
+                backoff.value.as_str()
+            ),
+        ));
     }
     Ok(())
 }
 
 fn delays(args: &Args) -> syn::Result<()> {
-    let delay = args.delay_ms.as_ref().map_or(defaults::DELAY_MS, |d| d.value);
+    let delay = args
+        .delay_ms
+        .as_ref()
+        .map_or(defaults::DELAY_MS, |d| d.value);
     if let Some(max) = &args.max_delay_ms {
         if max.value < delay {
             let of = if args.delay_ms.is_some() {
@@ -122,7 +127,11 @@ fn delays(args: &Args) -> syn::Result<()> {
                 format!("`max_delay_ms` ({}) is less than {of}", max.value),
             ));
         }
-    } else if let Some(d) = args.delay_ms.as_ref().filter(|d| d.value > defaults::MAX_DELAY_MS) {
+    } else if let Some(d) = args
+        .delay_ms
+        .as_ref()
+        .filter(|d| d.value > defaults::MAX_DELAY_MS)
+    {
         return Err(syn::Error::new_spanned(
             whole(d),
             format!(
@@ -157,10 +166,8 @@ fn deadline(op: &Operation) -> syn::Result<()> {
         deadline.value
     );
     if !matches!(source, Source::Explicit) {
-        msg.push_str(&format!(
-            "\nhelp: set `timeout_ms` to at most {}",
-            deadline.value
-        ));
+        msg.push_str("\nhelp: set `timeout_ms` to at most ");
+        msg.push_str(&deadline.value.to_string());
     }
     Err(syn::Error::new_spanned(whole(deadline), msg))
 }

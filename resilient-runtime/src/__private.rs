@@ -5,7 +5,8 @@ pub use crate::breaker;
 pub use crate::bulkhead;
 pub use crate::cache::{CacheKey, Fragment, KeyPart, KeyTemplate};
 pub use crate::execute::{
-    Admission, CacheEnter, CacheLoad, Call, Failure, never_negative, rejected,
+    Admission, CacheEnter, CacheLoad, Call, ClassifyError, Failure, FromRejection, never_negative,
+    rejected,
 };
 pub use crate::policy::{Backoff, Policy, Preset};
 pub use crate::registry::Registration;
@@ -35,26 +36,6 @@ impl<T, E> ResilientReturn for Result<T, E> {
 /// Checks the return type of an annotated function.
 #[inline(always)]
 pub const fn assert_return<R: ResilientReturn>() {}
-
-/// Implemented for error types that can hold a [`Rejection`].
-#[diagnostic::on_unimplemented(
-    message = "the error type `{Self}` cannot carry resilient's rejections",
-    label = "`{Self}` does not implement `From<resilient::Rejection>`",
-    note = "add a variant such as `#[error(transparent)] Resilience(#[from] resilient::Rejection)`"
-)]
-pub trait FromRejection {}
-
-impl<E: From<Rejection>> FromRejection for E {}
-
-/// Implemented for error types the runtime can classify.
-#[diagnostic::on_unimplemented(
-    message = "the error type `{Self}` does not implement `resilient::Classify`",
-    label = "the runtime cannot tell whether this error may be retried",
-    note = "implement `resilient::Classify` for `{Self}`: one `match` that returns an `ErrorClass` per variant"
-)]
-pub trait ClassifyError {}
-
-impl<E: Classify> ClassifyError for E {}
 
 /// Checks the error type of an annotated function.
 #[inline(always)]

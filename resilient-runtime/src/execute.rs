@@ -36,6 +36,26 @@ use crate::runtime::{OpState, Runtime, RuntimeRef};
 use crate::timeout::{Limited, instant_after};
 use crate::{Classify, ErrorClass, Rejection, retry};
 
+/// Implemented for error types that can hold a [`Rejection`].
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` cannot carry resilient's rejections",
+    label = "`{Self}` does not implement `From<resilient::Rejection>`",
+    note = "add a variant such as `#[error(transparent)] Resilience(#[from] resilient::Rejection)`"
+)]
+pub trait FromRejection: From<Rejection> {}
+
+impl<E: From<Rejection>> FromRejection for E {}
+
+/// Implemented for error types the runtime can classify.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` does not implement `resilient::Classify`",
+    label = "the runtime cannot tell whether this error may be retried",
+    note = "implement `resilient::Classify` for `{Self}`: one `match` that returns an `ErrorClass` per variant"
+)]
+pub trait ClassifyError: Classify {}
+
+impl<E: Classify> ClassifyError for E {}
+
 /// How an attempt or a call failed, before the rejection is converted into the user's error.
 #[derive(Debug)]
 pub enum Failure<E> {
@@ -175,11 +195,12 @@ impl<'rt> Call<'rt> {
         fut: F,
     ) -> ControlFlow<Result<T, Failure<E>>>
     where
-        E: Classify,
+        E: ClassifyError,
         F: Future<Output = Result<T, E>>,
     {
         self.attempts += 1;
-        let span = tracing::info_span!(
+        // Debug level: with the usual info-level subscriber the span costs nothing.
+        let span = tracing::debug_span!(
             "resilient",
             operation = self.policy.name(),
             attempt = self.attempts
@@ -259,7 +280,7 @@ impl<'rt> Call<'rt> {
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        E: Classify,
+        E: ClassifyError,
     {
         loop {
             let admission = match self.admit().await {
@@ -274,7 +295,7 @@ impl<'rt> Call<'rt> {
     }
 
     /// Ends the call: records its outcome and converts a rejection into the user's error type.
-    pub fn finish<T, E: From<Rejection> + Classify>(
+    pub fn finish<T, E: FromRejection + ClassifyError>(
         &mut self,
         result: Result<T, Failure<E>>,
     ) -> Result<T, E> {

@@ -29,7 +29,6 @@ pub mod __private;
 
 pub use classify::{Classify, ErrorClass};
 pub use error::Rejection;
-pub use execute::{Admission, Call, Failure};
 pub use runtime::{
     BuildError, OperationSnapshot, PolicyView, Problem, Runtime, RuntimeBuilder, RuntimeRef,
     ShutdownReport, Snapshot,

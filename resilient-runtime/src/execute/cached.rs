@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Call, Failure};
+use super::{Call, ClassifyError, Failure};
 use crate::cache::CacheKey;
 use crate::cache::stale_allowed;
 use crate::cache::store::{ErasedStore, FlightGuard, Join, Lookup, Store, Typed};
@@ -91,7 +91,7 @@ impl<'rt> Call<'rt> {
     ) -> Result<V, Failure<E>>
     where
         V: Clone + Send + Sync + 'static,
-        E: Classify,
+        E: ClassifyError,
     {
         let Some(guard) = load.guard else {
             return result;
@@ -113,7 +113,7 @@ impl<'rt> Call<'rt> {
 
     /// Invalidates `keys` and `prefixes` (in the order of the policy's templates) after a
     /// success, or after an ambiguous failure: the write may have been applied.
-    pub fn invalidate<T, E: Classify>(
+    pub fn invalidate<T, E: ClassifyError>(
         &self,
         result: &Result<T, Failure<E>>,
         keys: &[CacheKey],

@@ -111,7 +111,10 @@ impl<F: Future> Future for Limited<'_, F> {
                 .deadline
                 .get_or_insert_with(|| instant_after(now, *this.total));
             let attempt_end = instant_after(now, *this.timeout);
-            *this.by_deadline = deadline <= attempt_end;
+            // On a tie the attempt's own timeout is the cause: a derived deadline is
+            // exactly every attempt's timeout plus every sleep, so the last attempt's
+            // timeout and the deadline fall on the same instant.
+            *this.by_deadline = deadline < attempt_end;
             let end = deadline.min(attempt_end);
             this.sleep.set(Some(tokio::time::sleep_until(end)));
         }

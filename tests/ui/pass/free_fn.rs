@@ -45,7 +45,10 @@ fn main() {
     support::run(async {
         assert_eq!(defaults(1).await.unwrap(), 1);
         assert_eq!(everything(1, "x".into()).await.unwrap(), "1x");
-        assert!(matches!(everything(-1, "x".into()).await, Err(RepoError::Caller)));
+        assert!(matches!(
+            everything(-1, "x".into()).await,
+            Err(RepoError::Caller)
+        ));
         assert_eq!(preset_overridden(2).await.unwrap(), 2);
         report().await.unwrap();
     });

@@ -1,0 +1,7 @@
+use resilient::resilient;
+
+#[resilient(retry = 1)]
+pub async fn ping(id: i64) {
+    let _ = id;
+}
+fn main() {}

@@ -1,0 +1,5 @@
+use resilient::resilient;
+
+#[resilient(retry = 1)]
+pub struct UserRepo;
+fn main() {}

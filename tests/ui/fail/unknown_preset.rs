@@ -1,0 +1,7 @@
+use resilient::{Rejection, resilient};
+
+#[resilient(policy = "reed")]
+pub async fn find() -> Result<(), Rejection> {
+    Ok(())
+}
+fn main() {}
