@@ -313,7 +313,7 @@ async fn unregistered_operations_and_missing_runtimes_are_rejected() {
         }))
     );
     let none = crate::RuntimeRef::None;
-    let mut call = crate::Call::new(&none, &UNREGISTERED);
+    let mut call = crate::execute::Call::new(&none, &UNREGISTERED);
     assert_eq!(call.admit().await.err(), Some(Rejection::NoRuntime));
 }
 

@@ -1,0 +1,55 @@
+//! Shared by the `db_*` integration tests: a fresh PostgreSQL database per test
+//! ([`pg`]), a throwaway cluster for tests that stop the server ([`cluster`]), a log
+//! capture ([`logs`]) and a repository error type ([`AppError`]).
+//!
+//! Included with `mod support;` from each `tests/db_*.rs`.
+
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod logs;
+pub mod pg;
+
+use resilient::db::DbError;
+use resilient::{Classify, ErrorClass, Rejection};
+
+/// The error of the test repositories: what a user's repository error looks like.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Resilience(#[from] Rejection),
+}
+
+impl Classify for AppError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            AppError::Db(e) => e.class(),
+            AppError::Query(e) => e.class(),
+            AppError::Resilience(r) => r.class(),
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `within` has passed; returns whether it held.
+pub async fn eventually(within: std::time::Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port nothing listens on: connecting to it is refused.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
