@@ -129,6 +129,12 @@ async fn database_health(State(d): State<Arc<Dashboard>>, headers: HeaderMap) ->
     axum::Json(body).into_response()
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+async fn database_section(rt: &Runtime) -> serde_json::Value {
+    serde_json::to_value(rt.database_health().await).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
 async fn database_section(_rt: &Runtime) -> serde_json::Value {
     serde_json::Value::Null
 }

@@ -106,7 +106,8 @@ impl fmt::Display for Profile {
 }
 
 /// The database behind a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Backend {
     /// PostgreSQL through diesel-async's `AsyncPgConnection` (tokio-postgres, no libpq).

@@ -176,6 +176,21 @@ impl Monitor {
 }
 
 impl MonitorHandle {
+    /// Registers a background task of the runtime's databases: `stop` signals it, and
+    /// shutdown stops it before the pools close.
+    pub(crate) fn register(
+        rt: &Runtime,
+        stop: watch::Sender<bool>,
+        task: JoinHandle<()>,
+    ) -> MonitorHandle {
+        let monitor = Arc::new(Monitor {
+            stop,
+            task: Mutex::new(Some(task)),
+        });
+        rt.databases().add_monitor(Arc::clone(&monitor));
+        MonitorHandle { inner: monitor }
+    }
+
     /// Stops the monitor and waits until its task has ended (a check in progress is
     /// abandoned).
     pub async fn stop(self) {

@@ -22,6 +22,10 @@ mod conn;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod health;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod observe;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod persist;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod pool;
 
 pub use classify::{class_of_sqlstate, sqlstate};
@@ -37,6 +41,10 @@ pub use conn::PgConn;
 pub use conn::SqliteConn;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use health::{HealthReport, MonitorConfig, MonitorHandle};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use observe::{Activity, DatabaseHealth, HealthView, PoolHealth};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use persist::{METRICS_TABLE_POSTGRES, METRICS_TABLE_SQLITE, PersistConfig, PersistError};
 #[cfg(feature = "postgres")]
 pub use pool::AsyncPgConnection;
 #[cfg(feature = "sqlite")]

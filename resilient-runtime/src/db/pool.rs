@@ -366,7 +366,7 @@ impl fmt::Debug for DbPool {
 }
 
 /// A point-in-time view of a [`DbPool`], for logs and admin pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct PoolStatus {
     /// The pool's name.

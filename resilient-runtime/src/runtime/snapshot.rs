@@ -32,6 +32,10 @@ pub struct Snapshot {
     pub totals: Counters,
     /// The last errors, oldest first, with credentials removed.
     pub recent_errors: Vec<RecentError>,
+    /// Every connection pool's statistics (live health is in
+    /// [`Runtime::database_health`], which the dashboard adds).
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub pools: Vec<crate::db::PoolStatus>,
 }
 
 /// One operation: its effective policy and what it has done since the last reset.
@@ -158,6 +162,8 @@ impl Runtime {
             operations,
             totals,
             recent_errors: self.recent_errors().list(),
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            pools: self.pools().map(|p| p.status()).collect(),
         }
     }
 }
