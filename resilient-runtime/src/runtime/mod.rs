@@ -126,8 +126,12 @@ impl Runtime {
     }
 
     /// Runs `fut` with this runtime as the current one for every annotated call inside it.
-    pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
-        CURRENT.scope(self.clone(), fut).await
+    ///
+    /// The returned future owns a handle to the runtime, so it can be spawned:
+    /// `tokio::spawn(rt.scope(async { .. }))` (a spawned task does not inherit its
+    /// parent's scope otherwise).
+    pub fn scope<F: Future>(&self, fut: F) -> tokio::task::futures::TaskLocalFuture<Runtime, F> {
+        CURRENT.scope(self.clone(), fut)
     }
 
     /// The breaker with this name.
