@@ -142,6 +142,56 @@ pub(crate) fn peel(ty: &Type) -> &Type {
     }
 }
 
+/// The type arguments of a type's last path segment, with that segment's name:
+/// `Result` and `[T, E]` for `Result<T, E>`, `RepoResult` and `[T]` for `RepoResult<T>`.
+fn type_args(ty: &Type) -> Option<(&Ident, Vec<&Type>)> {
+    let Type::Path(path) = peel(ty) else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let args = match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some((&last.ident, args))
+}
+
+/// `T` and `E` in a return type spelled `Result<T, E>` (any path ending in `Result`).
+fn result_types(ret: &Type) -> Option<(&Type, &Type)> {
+    match type_args(ret)? {
+        (ident, args) if ident == "Result" && args.len() == 2 => Some((args[0], args[1])),
+        _ => None,
+    }
+}
+
+/// `T` in a return type spelled `Result<T, E>`.
+pub(crate) fn result_ok_type(ret: &Type) -> Option<&Type> {
+    result_types(ret).map(|(ok, _)| ok)
+}
+
+/// `E` in a return type spelled `Result<T, E>`.
+pub(crate) fn result_error_type(ret: &Type) -> Option<&Type> {
+    result_types(ret).map(|(_, err)| err)
+}
+
+/// Whether the return type's first type argument is spelled `Option<..>`, as in
+/// `Result<Option<User>, E>` or `RepoResult<Option<User>>`: then `Ok(None)` is a negative
+/// result. An `Option` is never the error type (it cannot implement `Classify`), so the
+/// first argument of an alias is its `Ok` type whenever it is an `Option`.
+pub(crate) fn returns_option(ret: &Type) -> bool {
+    type_args(ret)
+        .and_then(|(_, args)| args.first().copied())
+        .and_then(type_args)
+        .is_some_and(|(ident, args)| ident == "Option" && args.len() == 1)
+}
+
 // ===== the effective policy =====
 
 /// The runtime's defaults (`resilient_runtime::policy`). The macro needs them to check

@@ -8,9 +8,10 @@
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{ExprPath, Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
+use syn::{ExprPath, Ident, Lit, LitBool, LitInt, LitStr, Path, Token, bracketed};
 
 use crate::suggest::did_you_mean;
+use crate::template::Template;
 
 /// A parsed value with the span of its key and of its (first) value token, so that a rule
 /// about it can point at either, or at the whole `key = value`.
@@ -78,6 +79,13 @@ keys! {
     policy => Policy "policy = \"read\"",
     fallback => Fallback "fallback = Self::find_cached",
     name => Name "name = \"UserRepo::find\"",
+    cache => Cache "cache = \"user:<id>\"",
+    ttl_s => TtlS "ttl_s = 1800",
+    stale_s => StaleS "stale_s = 86400",
+    cache_capacity => CacheCapacity "cache_capacity = 10000",
+    cache_none => CacheNone "cache_none = true",
+    invalidate => Invalidate "invalidate = \"user:<id>\"",
+    invalidate_prefix => InvalidatePrefix "invalidate_prefix = \"user:<id>:\"",
     // Added by `#[resilient]` on the enclosing `impl` block; not for users.
     __type => Type "__type = \"UserRepo\"",
 }
@@ -108,6 +116,14 @@ pub(crate) struct Args {
     pub policy: Option<Spanned<Preset>>,
     pub fallback: Option<Spanned<ExprPath>>,
     pub name: Option<Spanned<String>>,
+    pub cache: Option<Spanned<Template>>,
+    pub ttl_s: Option<Spanned<u64>>,
+    pub stale_s: Option<Spanned<u64>>,
+    pub cache_capacity: Option<Spanned<usize>>,
+    pub cache_none: Option<Spanned<bool>>,
+    /// Every `invalidate` template, in order: the option may be repeated.
+    pub invalidate: Vec<Spanned<Template>>,
+    pub invalidate_prefix: Vec<Spanned<Template>>,
     pub type_name: Option<Spanned<String>>,
 }
 
@@ -151,6 +167,13 @@ impl Args {
             Key::Policy => at.store(&mut self.policy, input, spelled),
             Key::Fallback => at.store(&mut self.fallback, input, fallback_path),
             Key::Name => at.store(&mut self.name, input, string),
+            Key::Cache => at.store(&mut self.cache, input, template),
+            Key::TtlS => at.store(&mut self.ttl_s, input, int),
+            Key::StaleS => at.store(&mut self.stale_s, input, int),
+            Key::CacheCapacity => at.store(&mut self.cache_capacity, input, int),
+            Key::CacheNone => at.store(&mut self.cache_none, input, boolean),
+            Key::Invalidate => at.extend(&mut self.invalidate, input),
+            Key::InvalidatePrefix => at.extend(&mut self.invalidate_prefix, input),
             Key::Type => at.store(&mut self.type_name, input, string),
         }
     }
@@ -183,6 +206,43 @@ impl At {
             key: self.key_span,
             span,
         });
+        Ok(())
+    }
+
+    /// Appends one template, or a bracketed list of them: `invalidate = "a"` and
+    /// `invalidate = ["a", "b"]` may be repeated and mixed.
+    fn extend(self, list: &mut Vec<Spanned<Template>>, input: ParseStream) -> syn::Result<()> {
+        let mut one = |input: ParseStream| {
+            let span = input.span();
+            let value = template(self, input)?;
+            list.push(Spanned {
+                value,
+                key: self.key_span,
+                span,
+            });
+            Ok(())
+        };
+        if !input.peek(syn::token::Bracket) {
+            return one(input);
+        }
+        let content;
+        let brackets = bracketed!(content in input);
+        if content.is_empty() {
+            return Err(syn::Error::new(
+                brackets.span.join(),
+                format!(
+                    "expected at least one key template in `{} = [..]`",
+                    self.key
+                ),
+            ));
+        }
+        while !content.is_empty() {
+            one(&content)?;
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
         Ok(())
     }
 
@@ -302,6 +362,17 @@ fn string(at: At, input: ParseStream) -> syn::Result<String> {
         return Err(at.expected(input, "a string literal"));
     }
     Ok(input.parse::<LitStr>()?.value())
+}
+
+fn template(at: At, input: ParseStream) -> syn::Result<Template> {
+    if !input.peek(LitStr) {
+        let what = match at.key {
+            Key::Invalidate | Key::InvalidatePrefix => "a key template string or a list of them",
+            _ => "a key template string",
+        };
+        return Err(at.expected(input, what));
+    }
+    Template::parse(input.parse()?, at.key)
 }
 
 fn fallback_path(at: At, input: ParseStream) -> syn::Result<ExprPath> {
@@ -529,6 +600,55 @@ mod tests {
         // does not parse, which would make its error messages misleading.
         for key in Key::ALL {
             parse(key.example()).unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+    }
+
+    #[test]
+    fn cache_keys_parse() {
+        let args = parse(
+            r#"cache = "user:<id>", ttl_s = 1800, stale_s = 86400, cache_capacity = 500,
+               cache_none = true"#,
+        )
+        .unwrap();
+        assert_eq!(
+            args.cache.map(|c| c.value.text()).as_deref(),
+            Some("user:<id>")
+        );
+        assert_eq!(args.ttl_s.map(|t| t.value), Some(1800));
+        assert_eq!(args.stale_s.map(|t| t.value), Some(86400));
+        assert_eq!(args.cache_capacity.map(|t| t.value), Some(500));
+        assert_eq!(args.cache_none.map(|t| t.value), Some(true));
+    }
+
+    #[test]
+    fn invalidate_is_repeatable_and_takes_lists() {
+        let args = parse(
+            r#"invalidate = "a:<x>", invalidate = ["b:<x>", "c:<x>",], invalidate_prefix = "d:",
+               invalidate_prefix = ["e:<x>:"]"#,
+        )
+        .unwrap();
+        let texts = |list: &[Spanned<Template>]| -> Vec<String> {
+            list.iter().map(|t| t.value.text()).collect()
+        };
+        assert_eq!(texts(&args.invalidate), ["a:<x>", "b:<x>", "c:<x>"]);
+        assert_eq!(texts(&args.invalidate_prefix), ["d:", "e:<x>:"]);
+        assert!(error("invalidate = []").starts_with("expected at least one key template"));
+        assert!(error("invalidate = [1]").starts_with("expected a key template string or a list"));
+        assert!(error("invalidate = [\"a\" \"b\"]").starts_with("expected `,`"));
+        assert!(error("cache = user").contains("add quotes: `cache = \"user\"`"));
+    }
+
+    #[test]
+    fn every_single_valued_key_rejects_a_duplicate() {
+        for key in Key::ALL {
+            if matches!(key, Key::Invalidate | Key::InvalidatePrefix) {
+                continue;
+            }
+            let example = key.example();
+            assert_eq!(
+                error(&format!("{example}, {example}")),
+                format!("duplicate option `{key}`"),
+            );
         }
     }
 

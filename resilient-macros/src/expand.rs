@@ -5,15 +5,19 @@
 //! expansion introduces is named `__resilient_*` with a mixed-site span, so the user's body
 //! can neither see nor shadow them.
 
-use proc_macro2::{Literal, Span, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned as _;
 use syn::visit_mut::VisitMut;
-use syn::{AttrStyle, Attribute, FnArg, ImplItem, ItemImpl, Meta, Pat, Type};
+use syn::{AttrStyle, Attribute, FnArg, ImplItem, ItemImpl, Member, Meta, Pat, Type};
 
-use crate::ast::{Binding, Function, Item, Operation, Param, Passing, peel};
+use crate::ast::{
+    Binding, Function, Item, Operation, Param, Passing, peel, result_error_type, result_ok_type,
+    returns_option,
+};
 use crate::attr::{Args, Backoff, BuiltinBreaker, BuiltinBulkhead, Preset, SpecRef};
+use crate::template::{Fragment, Template};
 use crate::valid;
 
 /// Parse → validate → generate. On `Err`, the caller emits the item unchanged.
@@ -68,7 +72,9 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> syn::Result<Tok
 /// ```
 ///
 /// Without retries the `loop` becomes a single `match` (see [`single_attempt`]), and with
-/// a fallback `finish` is followed by the fallback call (see [`finish`]).
+/// a fallback `finish` is followed by the fallback call (see [`finish`]). A `cache` wraps
+/// the run in a cache lookup (see [`cached_run`]); `invalidate` builds its keys before the
+/// run and invalidates them after it (see [`invalidating_run`]).
 ///
 /// The body is re-run inline in a non-`move` async block instead of through a closure:
 /// each attempt's future is dropped before the next one starts, so the body may borrow
@@ -89,7 +95,10 @@ fn function(op: &Operation) -> TokenStream {
         .expect("validated: the function has a return type");
 
     let policy = policy_static(op);
-    let checks = type_checks(ret);
+    let mut checks = type_checks(ret);
+    if op.args.cache.is_some() {
+        checks.extend(cacheable_check(ret));
+    }
     let rebind = if reuse {
         op.func.params.iter().map(rebind).collect()
     } else {
@@ -104,6 +113,14 @@ fn function(op: &Operation) -> TokenStream {
     let finish = finish(op);
 
     let m = Span::mixed_site();
+    let (before, run, after) = match &op.args.cache {
+        Some(cache) => (
+            TokenStream::new(),
+            cached_run(op, &cache.value, &run),
+            TokenStream::new(),
+        ),
+        None => invalidating_run(op, run),
+    };
     let body = quote_spanned! {m=>
         #(#inner)*
         #policy
@@ -111,7 +128,9 @@ fn function(op: &Operation) -> TokenStream {
         let __resilient_rt = ::resilient::__private::RuntimeRef::current();
         let mut __resilient_call =
             ::resilient::__private::Call::new(&__resilient_rt, &__RESILIENT_POLICY);
+        #before
         let __resilient_result = #run;
+        #after
         #finish
     };
     let mut out = quote!(#(#outer)* #vis #sig);
@@ -252,6 +271,222 @@ fn single_attempt(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
     }
 }
 
+// ===== caches =====
+
+/// The read path: the cache answers first; on a miss this caller loads the value through
+/// the policy (other callers of the same key wait for it) and stores it.
+///
+/// Input: `#[resilient(cache = "user:<id>")] async fn find(&self, id: i64) -> Result<Option<User>, E>`
+///
+/// Output, where `RUN` is the retry loop (or the single attempt):
+///
+/// ```text
+/// let __resilient_result = match __resilient_call.cache_enter(CacheKey::new().lit("user:").part(&id)).await {
+///     CacheEnter::Done(result) => result,
+///     CacheEnter::Load(__resilient_load) => {
+///         let __resilient_result = RUN;
+///         __resilient_call.cache_store(__resilient_load, __resilient_result, is_none)
+///     }
+/// };
+/// ```
+///
+/// A hit flows into the same `finish` (and fallback) as a load, so both end alike. The key
+/// is built before the body runs, from the arguments as the caller passed them.
+fn cached_run(op: &Operation, cache: &Template, run: &TokenStream) -> TokenStream {
+    let m = Span::mixed_site();
+    let key = key_expr(cache, &op.func);
+    let ret = op
+        .func
+        .output()
+        .expect("validated: the function has a return type");
+    let negative = if returns_option(ret) {
+        quote_spanned!(m=> ::resilient::__private::is_none)
+    } else {
+        quote_spanned!(m=> ::resilient::__private::never_negative)
+    };
+    // Located at the cached type, like `assert_cacheable`: the errors of a type that is
+    // not `Send` or `Sync` then all point there instead of at the attribute.
+    let at = m.located_at(result_ok_type(ret).unwrap_or(ret).span());
+    let enter = quote_spanned!(at=> __resilient_call.cache_enter(#key));
+    let store = quote_spanned!(at=> __resilient_call.cache_store);
+    quote_spanned! {m=>
+        match #enter.await {
+            ::resilient::__private::CacheEnter::Done(result) => result,
+            ::resilient::__private::CacheEnter::Load(__resilient_load) => {
+                let __resilient_result = #run;
+                #store(__resilient_load, __resilient_result, #negative)
+            }
+        }
+    }
+}
+
+/// The write path: keys to invalidate, built before the body runs (it may move the
+/// arguments), and the invalidation once the policy has given its result. The runtime
+/// decides from the result whether the write may have been applied.
+///
+/// Returns what goes before the run, the run, and what goes after it.
+fn invalidating_run(op: &Operation, run: TokenStream) -> (TokenStream, TokenStream, TokenStream) {
+    let args = op.args;
+    if args.invalidate.is_empty() && args.invalidate_prefix.is_empty() {
+        return (TokenStream::new(), run, TokenStream::new());
+    }
+    let m = Span::mixed_site();
+    let mut before = TokenStream::new();
+    let mut lists = Vec::new();
+    for (name, templates) in [
+        ("__resilient_invalidate", &args.invalidate),
+        ("__resilient_invalidate_prefix", &args.invalidate_prefix),
+    ] {
+        if templates.is_empty() {
+            // The parameter's type makes `&[]` a `&[CacheKey]`.
+            lists.push(quote_spanned!(m=> &[]));
+            continue;
+        }
+        let name = Ident::new(name, m);
+        let keys = templates.iter().map(|t| key_expr(&t.value, &op.func));
+        before.extend(quote_spanned!(m=> let #name = [#(#keys),*];));
+        lists.push(quote_spanned!(m=> &#name));
+    }
+    let after = quote_spanned! {m=>
+        __resilient_call.invalidate(&__resilient_result, #(#lists),*);
+    };
+    (before, run, after)
+}
+
+/// `CacheKey::new().lit("user:").part(&id).lit(":").part(&patch.org_id)`: the key one call
+/// makes from `template`, for `cache` and `invalidate` alike.
+///
+/// Each value is located at the template, so that a value that cannot be part of a key
+/// is reported there with the `KeyPart` message; the parameter keeps its own hygiene.
+fn key_expr(template: &Template, func: &Function) -> TokenStream {
+    let at = template.lit.span();
+    let m = Span::mixed_site().located_at(at);
+    let mut key = quote_spanned!(m=> ::resilient::__private::CacheKey::new());
+    for fragment in &template.fragments {
+        match fragment {
+            Fragment::Lit(text) => {
+                let text = Literal::string(text);
+                key.extend(quote_spanned!(m=> .lit(#text)));
+            }
+            Fragment::Hole(hole) => {
+                let mut param = func
+                    .params
+                    .iter()
+                    .find_map(|p| match &p.binding {
+                        Binding::Ident { ident, .. } if ident.unraw() == hole.param => {
+                            Some((*ident).clone())
+                        }
+                        _ => None,
+                    })
+                    .expect("validated: every placeholder names a parameter");
+                param.set_span(param.span().located_at(at));
+                let fields = hole.fields.iter().map(|f| match f {
+                    Member::Named(ident) => {
+                        let mut ident = ident.clone();
+                        ident.set_span(at);
+                        Member::Named(ident)
+                    }
+                    Member::Unnamed(index) => Member::Unnamed(syn::Index {
+                        index: index.index,
+                        span: at,
+                    }),
+                });
+                key.extend(quote_spanned!(m=> .part(&#param #(.#fields)*)));
+            }
+        }
+    }
+    key
+}
+
+/// `static NAME: KeyTemplate = KeyTemplate::new("user:<id>", &[Lit("user:"), Hole("id")]);`
+fn template_static(name: &Ident, template: &Template) -> TokenStream {
+    let m = Span::mixed_site();
+    let text = Literal::string(&template.text());
+    let fragments = template.fragments.iter().map(|f| match f {
+        Fragment::Lit(text) => {
+            let text = Literal::string(text);
+            quote_spanned!(m=> ::resilient::__private::Fragment::Lit(#text))
+        }
+        Fragment::Hole(hole) => {
+            let text = Literal::string(&hole.text);
+            quote_spanned!(m=> ::resilient::__private::Fragment::Hole(#text))
+        }
+    });
+    quote_spanned! {m=>
+        static #name: ::resilient::__private::KeyTemplate =
+            ::resilient::__private::KeyTemplate::new(#text, &[#(#fragments),*]);
+    }
+}
+
+/// The key template statics and the policy's cache settings.
+///
+/// Returns the statics, to put next to the policy, and the builder calls to chain.
+fn cache_policy(args: &Args) -> (TokenStream, TokenStream) {
+    let m = Span::mixed_site();
+    let mut statics = TokenStream::new();
+    let mut chain = TokenStream::new();
+    if let Some(cache) = &args.cache {
+        let name = Ident::new("__RESILIENT_CACHE_KEY", m);
+        statics.extend(template_static(&name, &cache.value));
+        chain.extend(quote_spanned!(m=> .cache(&#name)));
+    }
+    for (method, value) in [("ttl_s", &args.ttl_s), ("stale_s", &args.stale_s)] {
+        if let Some(v) = value {
+            let method = format_ident!("{method}", span = m);
+            let v = Literal::u64_unsuffixed(v.value);
+            chain.extend(quote_spanned!(m=> .#method(#v)));
+        }
+    }
+    if let Some(n) = &args.cache_capacity {
+        let n = Literal::usize_unsuffixed(n.value);
+        chain.extend(quote_spanned!(m=> .cache_capacity(#n)));
+    }
+    if let Some(none) = &args.cache_none {
+        let none = none.value;
+        chain.extend(quote_spanned!(m=> .cache_none(#none)));
+    }
+    for (method, prefix, templates) in [
+        ("invalidate", "__RESILIENT_INVALIDATE", &args.invalidate),
+        (
+            "invalidate_prefix",
+            "__RESILIENT_INVALIDATE_PREFIX",
+            &args.invalidate_prefix,
+        ),
+    ] {
+        if templates.is_empty() {
+            continue;
+        }
+        let names: Vec<Ident> = (0..templates.len())
+            .map(|i| format_ident!("{prefix}_{i}", span = m))
+            .collect();
+        for (name, t) in names.iter().zip(templates) {
+            statics.extend(template_static(name, &t.value));
+        }
+        let method = format_ident!("{method}", span = m);
+        chain.extend(quote_spanned!(m=> .#method(&[#(&#names),*])));
+    }
+    (statics, chain)
+}
+
+/// Cached values are cloned for every hit and shared across threads. Spanned at the `Ok`
+/// type when the signature spells `Result<T, E>`, else at the return type.
+fn cacheable_check(ret: &Type) -> TokenStream {
+    if contains_impl_trait(ret) {
+        return TokenStream::new();
+    }
+    let ok = cached_type(ret);
+    quote_spanned!(ok.span()=> ::resilient::__private::assert_cacheable::<#ok>();)
+}
+
+/// `T` of a return type spelled `Result<T, E>`, else `<R as ResilientReturn>::Ok`,
+/// spanned at the return type.
+fn cached_type(ret: &Type) -> TokenStream {
+    match result_ok_type(ret) {
+        Some(ok) => ok.to_token_stream(),
+        None => quote_spanned!(ret.span()=> <#ret as ::resilient::__private::ResilientReturn>::Ok),
+    }
+}
+
 /// `finish`, then the fallback if there is one and the runtime says it applies.
 fn finish(op: &Operation) -> TokenStream {
     let m = Span::mixed_site();
@@ -368,7 +603,10 @@ fn policy_static(op: &Operation) -> TokenStream {
     if args.fallback.is_some() {
         chain.extend(quote_spanned!(m=> .with_fallback()));
     }
+    let (templates, cache) = cache_policy(args);
+    chain.extend(cache);
     quote_spanned! {m=>
+        #templates
         static __RESILIENT_POLICY: ::resilient::__private::Policy = #chain;
         ::resilient::__private::inventory::submit! {
             ::resilient::__private::Registration::new(&__RESILIENT_POLICY)
@@ -395,26 +633,6 @@ fn type_checks(ret: &Type) -> TokenStream {
     let mut checks = quote_spanned!(ret_span=> ::resilient::__private::assert_return::<#ret>(););
     checks.extend(quote_spanned!(err_span=> ::resilient::__private::assert_error::<#err>();));
     checks
-}
-
-/// `E` in a return type spelled `Result<T, E>` (any path ending in `Result`).
-fn result_error_type(ret: &Type) -> Option<&Type> {
-    let Type::Path(path) = peel(ret) else {
-        return None;
-    };
-    let last = path.path.segments.last()?;
-    if last.ident != "Result" {
-        return None;
-    }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    let mut types = args.args.iter().filter_map(|a| match a {
-        syn::GenericArgument::Type(t) => Some(t),
-        _ => None,
-    });
-    let (_, err) = (types.next()?, types.next()?);
-    Some(err)
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
@@ -617,5 +835,81 @@ mod tests {
         assert!(out.contains("let (a , b) = :: resilient :: __private :: CloneForRetry :: clone_for_retry (& __resilient_arg1)"), "{out}");
         assert!(!out.contains("clone_for_retry (& r)"), "{out}");
         assert!(out.contains("loop { let __resilient_admission"), "{out}");
+    }
+
+    #[test]
+    fn a_cached_read_enters_the_cache_before_the_policy() {
+        let out = expand(
+            quote!(cache = "user:<id>:<org_id>", ttl_s = 1800, stale_s = 86400),
+            quote!(
+                async fn find(&self, id: i64, org_id: &str) -> Result<Option<User>, E> {
+                    BODY
+                }
+            ),
+        );
+        let template = "static __RESILIENT_CACHE_KEY : :: resilient :: __private :: KeyTemplate = \
+             :: resilient :: __private :: KeyTemplate :: new (\"user:<id>:<org_id>\" , \
+             & [:: resilient :: __private :: Fragment :: Lit (\"user:\") , \
+             :: resilient :: __private :: Fragment :: Hole (\"id\") , \
+             :: resilient :: __private :: Fragment :: Lit (\":\") , \
+             :: resilient :: __private :: Fragment :: Hole (\"org_id\")]) ;";
+        assert!(out.contains(template), "{out}");
+        assert!(
+            out.contains(". cache (& __RESILIENT_CACHE_KEY) . ttl_s (1800) . stale_s (86400) ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains("assert_cacheable :: < Option < User > > () ; let __resilient_rt"),
+            "{out}"
+        );
+        let key = ":: resilient :: __private :: CacheKey :: new () . lit (\"user:\") . part (& id) \
+                   . lit (\":\") . part (& org_id)";
+        assert!(
+            out.contains(&format!(
+                "match __resilient_call . cache_enter ({key}) . await"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "(__resilient_load , __resilient_result , :: resilient :: __private :: is_none)"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("invalidate"), "{out}");
+    }
+
+    #[test]
+    fn a_write_builds_its_keys_before_the_body() {
+        let out = expand(
+            quote!(
+                invalidate = "user:<patch.user_id>",
+                invalidate = ["org:<patch.ids.0>"]
+            ),
+            quote!(
+                async fn update(patch: Patch) -> Result<(), E> {
+                    BODY
+                }
+            ),
+        );
+        assert!(
+            out.contains(
+                ". invalidate (& [& __RESILIENT_INVALIDATE_0 , & __RESILIENT_INVALIDATE_1]) ;"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("invalidate_prefix"), "{out}");
+        let keys = "let __resilient_invalidate = [\
+             :: resilient :: __private :: CacheKey :: new () . lit (\"user:\") . part (& patch . user_id) , \
+             :: resilient :: __private :: CacheKey :: new () . lit (\"org:\") . part (& patch . ids . 0)] ;";
+        let at = out.find(keys).unwrap_or_else(|| panic!("{out}"));
+        assert!(at < out.find("BODY").unwrap(), "{out}");
+        assert!(
+            out.contains(
+                "__resilient_call . invalidate (& __resilient_result , & __resilient_invalidate , & []) ;"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("cache_enter"), "{out}");
     }
 }

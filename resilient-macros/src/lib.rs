@@ -1,21 +1,22 @@
 //! The `#[resilient]` attribute. Use it through the `resilient` crate, which re-exports it
 //! together with the runtime it expands to.
 //!
-//! The stages live in one file each: `attr.rs` parses the arguments, `ast.rs` models the
-//! annotated item, `valid.rs` checks it, `expand.rs` generates code and `fallback.rs`
-//! produces the output when any stage fails.
+//! The stages live in one file each: `attr.rs` parses the arguments (with `template.rs`
+//! for cache key templates), `ast.rs` models the annotated item, `valid.rs` checks it,
+//! `expand.rs` generates code and `fallback.rs` produces the output when any stage fails.
 
 mod ast;
 mod attr;
 mod expand;
 mod fallback;
 mod suggest;
+mod template;
 mod valid;
 
 use proc_macro::TokenStream;
 
 /// Runs an `async fn` under a resilience policy: retries driven by error class, a timeout
-/// per attempt, a deadline for the whole call, a circuit breaker and a bulkhead.
+/// per attempt, a deadline for the whole call, a circuit breaker, a bulkhead and a cache.
 ///
 /// ```
 /// use resilient::{resilient, Classify, ErrorClass, Rejection};
@@ -122,6 +123,13 @@ use proc_macro::TokenStream;
 /// | [`policy`](#policy) | `"read"`, `"write"` or `"report"` | none |
 /// | [`fallback`](#fallback) | path to an `async fn` | none |
 /// | [`name`](#name) | string | see [Operation names](#operation-names) |
+/// | [`cache`](#cache) | key template, like `"user:<id>"` | none |
+/// | [`ttl_s`](#ttl_s) | integer > 0 | the runtime's, 60 |
+/// | [`stale_s`](#stale_s) | integer | 0 |
+/// | [`cache_capacity`](#cache_capacity) | integer > 0 | the runtime's, 10000 |
+/// | [`cache_none`](#cache_none) | `true` or `false` | `false` |
+/// | [`invalidate`](#invalidate) | key template or list of them, repeatable | none |
+/// | [`invalidate_prefix`](#invalidate_prefix) | key template or list of them, repeatable | none |
 ///
 /// ## `retry`
 ///
@@ -332,6 +340,274 @@ use proc_macro::TokenStream;
 /// #[resilient(name = "users::lookup")]
 /// async fn find(id: i64) -> Result<i64, Rejection> {
 ///     Ok(id)
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ## `cache`
+///
+/// Caches the function's successful results under a key built from a template: literal
+/// text and placeholders in angle brackets. A placeholder names a parameter (`<id>`) or a
+/// field of one (`<filter.org_id>`, `<pair.0>`); `<` and `>` are reserved for
+/// placeholders and cannot appear as text. The receiver cannot appear in a key.
+///
+/// ```
+/// # use resilient::{resilient, Rejection};
+/// # #[derive(Clone)] pub struct User;
+/// pub struct Users;
+///
+/// impl Users {
+///     #[resilient(cache = "member:<user_id>:<org_id>", ttl_s = 300)]
+///     pub async fn membership(&self, user_id: i64, org_id: &str) -> Result<String, Rejection> {
+///         Ok(format!("{user_id}@{org_id}"))
+///     }
+/// }
+/// # fn main() {}
+/// ```
+///
+/// A call first looks its key up. A fresh hit returns a clone of the value at once,
+/// without the breaker, the bulkhead or the body. On a miss, one caller runs the body
+/// under the policy while the other callers of the same key wait for its outcome, failure
+/// included. Errors are never cached. When the load fails for any reason but a `Caller`
+/// error (the database, a timeout, an open breaker, a full bulkhead), the last value is
+/// served if it is within its [`stale_s`](#stale_s) window. The fallback's answer is
+/// returned, not cached.
+///
+/// - Each value must implement `resilient::cache::KeyPart`: integers, strings, `bool`,
+///   `char`, byte slices, `Option` and references to them do; implement it for your own
+///   id types. Keys are exact and typed but not tied to a Rust type: `7_i64`, `&7_i64`
+///   and `7_u8` make the same key, as do a `String` and a `&str` with the same text.
+/// - The key is built from the arguments before the body runs.
+/// - The cached type (`T` in `Result<T, E>`) must be `Clone + Send + Sync + 'static`.
+/// - Each function has a cache of its own, even when two share a template;
+///   [`invalidate`](#invalidate) reaches every cache whose template matches.
+///
+/// Without the attribute, a cached call is `Runtime::execute_cached`:
+///
+/// ```
+/// # use resilient::{resilient, Rejection, Runtime};
+/// use resilient::cache::{CacheKey, Fragment, KeyTemplate};
+/// use resilient::policy::Policy;
+///
+/// #[resilient(cache = "user:<id>", ttl_s = 1800)]
+/// async fn name(id: i64) -> Result<String, Rejection> {
+///     Ok(format!("user {id}"))
+/// }
+///
+/// // behaves like
+/// static USER: KeyTemplate =
+///     KeyTemplate::new("user:<id>", &[Fragment::Lit("user:"), Fragment::Hole("id")]);
+/// static NAME: Policy = Policy::new("name", module_path!()).cache(&USER).ttl_s(1800);
+///
+/// async fn name_by_hand(rt: &Runtime, id: i64) -> Result<String, Rejection> {
+///     let key = CacheKey::new().lit("user:").part(&id);
+///     rt.execute_cached(&NAME, key, || async move { Ok(format!("user {id}")) }).await
+/// }
+/// # fn main() {}
+/// ```
+///
+/// The seed guide's three caches, and the writes that keep them current:
+///
+/// ```
+/// use resilient::{resilient, Classify, ErrorClass, Rejection, Runtime};
+///
+/// # #[derive(Debug, thiserror::Error)]
+/// # pub enum RepoError {
+/// #     #[error(transparent)]
+/// #     Resilience(#[from] Rejection),
+/// # }
+/// # impl Classify for RepoError {
+/// #     fn class(&self) -> ErrorClass {
+/// #         match self {
+/// #             RepoError::Resilience(r) => r.class(),
+/// #         }
+/// #     }
+/// # }
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub struct Profile {
+///     pub id: i64,
+///     pub name: String,
+/// }
+///
+/// pub struct ProfilePatch {
+///     pub user_id: i64,
+///     pub name: String,
+/// }
+///
+/// pub struct Repo;
+///
+/// #[resilient]
+/// impl Repo {
+///     /// Fresh for 30 minutes, served up to a day longer while the database is down.
+///     #[resilient(policy = "read", cache = "user:<id>", ttl_s = 1800, stale_s = 86400)]
+///     pub async fn profile(&self, id: i64) -> Result<Profile, RepoError> {
+///         Ok(Profile { id, name: format!("user {id}") })
+///     }
+///
+///     /// 2 minutes fresh, 1 hour stale.
+///     #[resilient(policy = "read", cache = "subscription:<user_id>", ttl_s = 120, stale_s = 3600)]
+///     pub async fn subscription_status(&self, user_id: i64) -> Result<String, RepoError> {
+///         let _ = user_id;
+///         Ok("active".to_owned())
+///     }
+///
+///     /// 5 minutes fresh, 2 hours stale.
+///     #[resilient(policy = "read", cache = "projects:<org_id>", ttl_s = 300, stale_s = 7200)]
+///     pub async fn projects(&self, org_id: i64) -> Result<Vec<String>, RepoError> {
+///         let _ = org_id;
+///         Ok(vec!["apollo".to_owned()])
+///     }
+///
+///     /// The write receives a struct: its key names a field.
+///     #[resilient(policy = "write", invalidate = "user:<patch.user_id>")]
+///     pub async fn update_profile(&self, patch: &ProfilePatch) -> Result<(), RepoError> {
+///         let _ = &patch.name;
+///         Ok(())
+///     }
+///
+///     #[resilient(policy = "write", invalidate = ["subscription:<user_id>", "projects:<org_id>"])]
+///     pub async fn cancel(&self, user_id: i64, org_id: i64) -> Result<(), RepoError> {
+///         let _ = (user_id, org_id);
+///         Ok(())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let rt = Runtime::builder().build().expect("every invalidation matches a cache");
+/// rt.scope(async {
+///     assert_eq!(Repo.profile(1).await.unwrap().name, "user 1");
+///     let patch = ProfilePatch { user_id: 1, name: "Ada".to_owned() };
+///     Repo.update_profile(&patch).await.unwrap();
+/// })
+/// .await;
+/// # });
+/// ```
+///
+/// ## `ttl_s`
+///
+/// How long a cached value stays fresh, in seconds. Defaults to the runtime's default
+/// TTL, 60 s unless `RuntimeBuilder::default_ttl` changes it. Must be greater than 0.
+///
+/// ```
+/// # use resilient::{resilient, Rejection};
+/// #[resilient(cache = "plan:<org_id>", ttl_s = 600)]
+/// async fn plan(org_id: i64) -> Result<String, Rejection> {
+///     Ok(format!("plan of {org_id}"))
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ## `stale_s`
+///
+/// How long past its TTL a value may still be served when a load fails, in seconds
+/// (stale-if-error). Defaults to 0: an expired value is never served. Stale values are
+/// counted as such in the cache's statistics.
+///
+/// ```
+/// # use resilient::{resilient, Rejection};
+/// /// Fresh for a minute; for a day more when the database cannot answer.
+/// #[resilient(cache = "settings:<org_id>", ttl_s = 60, stale_s = 86_400)]
+/// async fn settings(org_id: i64) -> Result<Vec<String>, Rejection> {
+///     let _ = org_id;
+///     Ok(Vec::new())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// `ttl_s`, `stale_s`, `cache_capacity` and `cache_none` are an error without `cache`.
+///
+/// ## `cache_capacity`
+///
+/// The most entries the function's cache holds; beyond it, entries are evicted. Defaults to the runtime's default, 10,000 unless
+/// `RuntimeBuilder::default_cache_capacity` changes it. Must be greater than 0.
+///
+/// ```
+/// # use resilient::{resilient, Rejection};
+/// #[resilient(cache = "country:<code>", ttl_s = 86_400, cache_capacity = 300)]
+/// async fn country(code: &str) -> Result<String, Rejection> {
+///     Ok(code.to_uppercase())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ## `cache_none`
+///
+/// Whether `Ok(None)` is cached, for a function returning `Result<Option<T>, E>`. Off by
+/// default: a cached "not found" would hide a row that a function without the matching
+/// `invalidate` creates later. Turn it on for lookups that are often negative and
+/// expensive.
+///
+/// `Ok(None)` is recognised when the signature spells the `Ok` type `Option<..>`:
+/// `Result<Option<User>, E>`, or an alias's first argument as in
+/// `RepoResult<Option<User>>`. Behind an alias that hides the `Option` (`type Found =
+/// Result<Option<User>, E>`), `Ok(None)` is cached like any value, and `cache_none` is an
+/// error because it would have no effect.
+///
+/// ```
+/// # use resilient::{resilient, Rejection};
+/// #[resilient(cache = "coupon:<code>", ttl_s = 30, cache_none = true)]
+/// async fn coupon(code: String) -> Result<Option<u32>, Rejection> {
+///     Ok((code == "WELCOME").then_some(10))
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ## `invalidate`
+///
+/// Keys a write removes from the caches: after it succeeds, and after a failure that may
+/// have applied it (an `Ambiguous` error, an attempt timeout, the deadline). Failures
+/// that applied nothing (any other error class, an open breaker, a full bulkhead) leave
+/// the caches alone. Templates are
+/// written as for [`cache`](#cache) and are built before the body runs. A template
+/// matches the cached templates with the same literal text and placeholders at the same
+/// places; placeholder names and parameter types may differ (`id: &i64` invalidates what
+/// `id: i64` cached).
+///
+/// Repeat the option or give a list, or both. A function cannot both `cache` and
+/// `invalidate`.
+///
+/// ```
+/// # use resilient::{resilient, Rejection};
+/// #[resilient(cache = "user:<id>")]
+/// async fn user(id: i64) -> Result<String, Rejection> {
+///     Ok(format!("user {id}"))
+/// }
+///
+/// #[resilient(cache = "org:<id>")]
+/// async fn org(id: i64) -> Result<String, Rejection> {
+///     Ok(format!("org {id}"))
+/// }
+///
+/// #[resilient(policy = "write", invalidate = ["user:<user_id>", "org:<org_id>"])]
+/// async fn join(user_id: &i64, org_id: &i64) -> Result<(), Rejection> {
+///     let _ = (user_id, org_id);
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// A template that matches no cached template of the program is most likely a typo: the
+/// runtime refuses to start (`RuntimeBuilder::build` lists it).
+///
+/// ## `invalidate_prefix`
+///
+/// Like [`invalidate`](#invalidate), for every cached key that starts with the prefix:
+/// `"member:<user_id>:"` covers `"member:<user_id>:<org_id>"` for every organisation. It
+/// costs the same however many entries match. The prefix must end on a fragment boundary
+/// of the cached template (after literal text or a placeholder), and may be up to 8
+/// fragments long; a longer one clears the whole cache.
+///
+/// ```
+/// # use resilient::{resilient, Rejection};
+/// #[resilient(cache = "member:<user_id>:<org_id>")]
+/// async fn role(user_id: i64, org_id: i64) -> Result<String, Rejection> {
+///     Ok(format!("{user_id}@{org_id}"))
+/// }
+///
+/// #[resilient(invalidate_prefix = "member:<user_id>:")]
+/// async fn delete_user(user_id: i64) -> Result<(), Rejection> {
+///     let _ = user_id;
+///     Ok(())
 /// }
 /// # fn main() {}
 /// ```

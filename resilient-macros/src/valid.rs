@@ -2,9 +2,12 @@
 //! the option or the part of the signature that is wrong. Expansion may then assume that
 //! the options are consistent.
 
-use crate::ast::{Operation, Source, defaults};
+use crate::ast::{Binding, Operation, Source, defaults, returns_option};
 use crate::attr::{Args, Backoff, Key, Spanned, Spelled};
+use crate::suggest::did_you_mean;
+use crate::template::{Hole, Template};
 use proc_macro2::{Ident, TokenStream, TokenTree};
+use syn::ext::IdentExt;
 
 pub(crate) fn validate(op: &Operation) -> syn::Result<()> {
     signature(op)?;
@@ -12,6 +15,8 @@ pub(crate) fn validate(op: &Operation) -> syn::Result<()> {
     retry_settings(op)?;
     delays(op.args)?;
     deadline(op)?;
+    cache_settings(op)?;
+    templates(op)?;
     Ok(())
 }
 
@@ -60,6 +65,18 @@ fn ranges(args: &Args) -> syn::Result<()> {
                 format!("`{key}` must be greater than 0"),
             ));
         }
+    }
+    if let Some(ttl) = args.ttl_s.as_ref().filter(|t| t.value == 0) {
+        return Err(syn::Error::new(
+            ttl.span,
+            "`ttl_s` must be greater than 0\nhelp: to not cache, remove `cache`",
+        ));
+    }
+    if let Some(cap) = args.cache_capacity.as_ref().filter(|c| c.value == 0) {
+        return Err(syn::Error::new(
+            cap.span,
+            "`cache_capacity` must be greater than 0",
+        ));
     }
     if let Some(name) = args.name.as_ref().filter(|n| n.value.is_empty()) {
         return Err(syn::Error::new(name.span, "`name` must not be empty"));
@@ -170,6 +187,135 @@ fn deadline(op: &Operation) -> syn::Result<()> {
         msg.push_str(&deadline.value.to_string());
     }
     Err(syn::Error::new_spanned(whole(deadline), msg))
+}
+
+/// Cache settings need a cache, and a method either reads through a cache or
+/// invalidates one.
+fn cache_settings(op: &Operation) -> syn::Result<()> {
+    let args = op.args;
+    let Some(cache) = &args.cache else {
+        let settings = [
+            (Key::TtlS, args.ttl_s.as_ref().map(whole)),
+            (Key::StaleS, args.stale_s.as_ref().map(whole)),
+            (Key::CacheCapacity, args.cache_capacity.as_ref().map(whole)),
+            (Key::CacheNone, args.cache_none.as_ref().map(whole)),
+        ];
+        if let Some((key, Some(opt))) = settings.iter().find(|(_, set)| set.is_some()) {
+            return Err(syn::Error::new_spanned(
+                opt,
+                format!(
+                    "`{key}` has no effect without `cache`\n\
+                     help: add a key template, like `cache = \"user:<id>\"`"
+                ),
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(inv) = args.invalidate.first().or(args.invalidate_prefix.first()) {
+        let key = if args.invalidate.is_empty() {
+            Key::InvalidatePrefix
+        } else {
+            Key::Invalidate
+        };
+        return Err(syn::Error::new(
+            inv.key,
+            format!(
+                "`{key}` and `cache` cannot be used on the same function: a read caches, \
+                 a write invalidates\n\
+                 help: invalidate `{}` from the functions that change it",
+                cache.value.text()
+            ),
+        ));
+    }
+    if let Some(none) = &args.cache_none
+        && let Some(ret) = op.func.output()
+        && !returns_option(ret)
+    {
+        return Err(syn::Error::new_spanned(
+            whole(none),
+            "`cache_none` has no effect: the cached type is not an `Option`\n\
+             note: `Ok(None)` is recognised when the signature spells the `Ok` type \
+             `Option<..>`, as in `Result<Option<User>, E>`",
+        ));
+    }
+    Ok(())
+}
+
+/// Every placeholder names a parameter; an `invalidate` template is not listed twice.
+fn templates(op: &Operation) -> syn::Result<()> {
+    let args = op.args;
+    let all = args
+        .cache
+        .iter()
+        .map(|t| (Key::Cache, t))
+        .chain(args.invalidate.iter().map(|t| (Key::Invalidate, t)))
+        .chain(
+            args.invalidate_prefix
+                .iter()
+                .map(|t| (Key::InvalidatePrefix, t)),
+        );
+    for (key, template) in all {
+        for hole in template.value.holes() {
+            placeholder(op, key, &template.value, hole)?;
+        }
+    }
+    for (key, list) in [
+        (Key::Invalidate, &args.invalidate),
+        (Key::InvalidatePrefix, &args.invalidate_prefix),
+    ] {
+        for (i, t) in list.iter().enumerate() {
+            let text = t.value.text();
+            if list[..i].iter().any(|earlier| earlier.value.text() == text) {
+                return Err(syn::Error::new(
+                    t.span,
+                    format!("`{key}` lists `\"{text}\"` twice"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn placeholder(op: &Operation, key: Key, template: &Template, hole: &Hole) -> syn::Result<()> {
+    let span = template.lit.span();
+    let text = &hole.text;
+    if hole.param == "self" {
+        return Err(syn::Error::new(
+            span,
+            format!(
+                "placeholder `<{text}>` in `{key}` refers to `self`: keys are built from \
+                 the parameters only\n\
+                 help: take the value as a parameter and name that"
+            ),
+        ));
+    }
+    let params: Vec<String> = op
+        .func
+        .params
+        .iter()
+        .filter_map(|p| match &p.binding {
+            Binding::Ident { ident, .. } => Some(ident.unraw().to_string()),
+            Binding::Wild | Binding::Pattern => None,
+        })
+        .collect();
+    if params.contains(&hole.param) {
+        return Ok(());
+    }
+    let func = op.func.item.sig.ident.unraw();
+    let mut msg = format!("placeholder `<{text}>` in `{key}` names no parameter of `{func}`");
+    if let Some(hint) = did_you_mean(&hole.param, params.iter().map(String::as_str)) {
+        let fixed = match text.split_once('.') {
+            Some((_, fields)) => format!("{hint}.{fields}"),
+            None => hint.to_owned(),
+        };
+        msg.push_str(&format!(", did you mean `<{fixed}>`?"));
+    } else if params.is_empty() {
+        msg.push_str(&format!(": `{func}` has no named parameters"));
+    } else {
+        let list: Vec<String> = params.iter().map(|p| format!("`{p}`")).collect();
+        msg.push_str(&format!("; its parameters are {}", list.join(", ")));
+    }
+    Err(syn::Error::new(span, msg))
 }
 
 /// Tokens spanning `key = value`, for `syn::Error::new_spanned`, which underlines from the

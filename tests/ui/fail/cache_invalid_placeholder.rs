@@ -1,0 +1,8 @@
+use resilient::{Rejection, resilient};
+
+#[resilient(cache = "user:<user id>")]
+pub async fn find(id: i64) -> Result<i64, Rejection> {
+    Ok(id)
+}
+
+fn main() {}
