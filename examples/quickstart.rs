@@ -99,8 +99,9 @@ pub struct UserRepository;
 
 #[resilient]
 impl UserRepository {
-    /// Read policy: 5 s timeout, 3 attempts, `read` bulkhead.
-    #[resilient(policy = "read")]
+    /// Read policy (5 s timeout, 3 attempts, `read` bulkhead), cached for 30 minutes; when
+    /// the database is in trouble, the last value is served for up to 24 hours more.
+    #[resilient(policy = "read", cache = "user:<id>", ttl_s = 1800, stale_s = 86400)]
     pub async fn find_by_id(&self, id: i64) -> Result<User, RepoError> {
         let mut conn = db::conn().await?;
         let found = on_conn!(&mut conn, |c| users::table
@@ -133,8 +134,10 @@ impl UserRepository {
             .await)
     }
 
-    /// Write policy: an ambiguous failure (the update may have been applied) is not retried.
-    #[resilient(policy = "write")]
+    /// Write policy: an ambiguous failure (the update may have been applied) is not
+    /// retried. Invalidates the user's cache entry after success (and after an ambiguous
+    /// failure), so no caller reads the value it replaced.
+    #[resilient(policy = "write", invalidate = "user:<id>")]
     pub async fn update(&self, id: i64, name: String) -> Result<User, RepoError> {
         let mut conn = db::conn().await?;
         let updated = on_conn!(&mut conn, |c| c
@@ -205,6 +208,12 @@ pub struct Summary {
     pub created: User,
     pub found: User,
     pub updated: User,
+    /// The name `find_by_id` returned after the update (from the database: the update
+    /// invalidated the cached entry).
+    pub found_after_update: String,
+    /// Cache hits and loads of `find_by_id`.
+    pub cache_hits: u64,
+    pub cache_loads: u64,
     /// The class of the error for a missing user.
     pub missing: ErrorClass,
     /// The class of the error for a duplicate email.
@@ -281,14 +290,24 @@ async fn steps(rt: &Runtime) -> Result<Summary, Box<dyn Error + Send + Sync>> {
 
     let found = repo.find_by_id(created.id).await?;
     println!(
-        "  find       #{} {} {:?}",
+        "  find       #{} {} {:?} (a miss: loaded from the database)",
         found.id, found.email, found.name
+    );
+    let again = repo.find_by_id(created.id).await?;
+    println!(
+        "  find       #{} {:?} (a hit: served from memory)",
+        again.id, again.name
     );
 
     let updated = repo.update(created.id, "Ada Lovelace".into()).await?;
     println!(
-        "  update     #{} {} {:?}",
-        updated.id, updated.email, updated.name
+        "  update     #{} {} {:?} (invalidates user:{})",
+        updated.id, updated.email, updated.name, updated.id
+    );
+    let found_after_update = repo.find_by_id(created.id).await?.name;
+    println!(
+        "  find       #{} {found_after_update:?} (a miss again: the update invalidated it)",
+        created.id
     );
 
     let missing = match repo.find_by_id(-1).await {
@@ -329,6 +348,15 @@ async fn steps(rt: &Runtime) -> Result<Summary, Box<dyn Error + Send + Sync>> {
             );
         }
     }
+    let cache = rt
+        .caches()
+        .into_iter()
+        .find(|c| c.name == "UserRepository::find_by_id")
+        .ok_or("no cache")?;
+    println!(
+        "  cache      find_by_id: {} hits, {} misses, {} loads, {} stale served, {} entries",
+        cache.hits, cache.misses, cache.loads, cache.stale_served, cache.entries
+    );
     let status = pool.status();
     println!(
         "  pool       {} connections ({} idle) of {}, {} checkouts",
@@ -341,6 +369,9 @@ async fn steps(rt: &Runtime) -> Result<Summary, Box<dyn Error + Send + Sync>> {
         created,
         found,
         updated,
+        found_after_update,
+        cache_hits: cache.hits,
+        cache_loads: cache.loads,
         missing,
         duplicate,
         report,

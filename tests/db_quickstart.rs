@@ -18,6 +18,11 @@ fn check(summary: &quickstart::Summary, backend: Backend) {
     assert_eq!(summary.found, summary.created);
     assert_eq!(summary.updated.id, summary.created.id);
     assert_eq!(summary.updated.name, "Ada Lovelace");
+    // The update invalidated the cached entry: the next read saw the new name.
+    assert_eq!(summary.found_after_update, "Ada Lovelace");
+    // find (miss), find (hit), find after the update (miss), find #-1 (miss: not found is
+    // a caller error, never cached).
+    assert_eq!((summary.cache_hits, summary.cache_loads), (1, 3));
     assert_eq!(summary.missing, ErrorClass::Caller);
     assert_eq!(summary.duplicate, ErrorClass::Caller);
     assert_eq!(
