@@ -196,4 +196,80 @@ mod tests {
             assert!(error(bad).starts_with("invalid placeholder"), "{bad}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text with no `<` or `>`.
+        fn literal() -> impl Strategy<Value = String> {
+            "[a-z:/_ .-]{1,6}"
+        }
+
+        /// A placeholder's text: a parameter, maybe followed by field accesses.
+        fn hole() -> impl Strategy<Value = String> {
+            (
+                "[a-z][a-z0-9_]{0,5}",
+                proptest::collection::vec("[a-z][a-z0-9_]{0,3}|[0-9]", 0..3),
+            )
+                .prop_filter("not a keyword", |(head, fields)| {
+                    syn::parse_str::<Ident>(head).is_ok()
+                        && fields.iter().all(|f| syn::parse_str::<Member>(f).is_ok())
+                })
+                .prop_map(|(head, fields)| {
+                    std::iter::once(head)
+                        .chain(fields)
+                        .collect::<Vec<_>>()
+                        .join(".")
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,40}") {
+                let _ = parse(&text);
+            }
+
+            #[test]
+            fn arbitrary_brackets_never_panic(text in "[<>a.b0 ]{0,20}") {
+                let _ = parse(&text);
+            }
+
+            #[test]
+            fn well_formed_templates_round_trip(
+                parts in proptest::collection::vec((proptest::option::of(literal()), hole()), 1..5),
+                tail in proptest::option::of(literal()),
+            ) {
+                let mut text = String::new();
+                for (lit, hole) in &parts {
+                    text.push_str(lit.as_deref().unwrap_or(""));
+                    text.push('<');
+                    text.push_str(hole);
+                    text.push('>');
+                }
+                text.push_str(tail.as_deref().unwrap_or(""));
+                let template = parse(&text).expect("well formed");
+                let mut rebuilt = String::new();
+                let mut previous_literal = false;
+                for f in &template.fragments {
+                    match f {
+                        Fragment::Lit(l) => {
+                            prop_assert!(!l.is_empty(), "empty literal in {text}");
+                            prop_assert!(!previous_literal, "adjacent literals in {text}");
+                            previous_literal = true;
+                            rebuilt.push_str(l);
+                        }
+                        Fragment::Hole(h) => {
+                            previous_literal = false;
+                            rebuilt.push('<');
+                            rebuilt.push_str(&h.text);
+                            rebuilt.push('>');
+                        }
+                    }
+                }
+                prop_assert_eq!(rebuilt, text);
+                prop_assert_eq!(template.holes().count(), parts.len());
+            }
+        }
+    }
 }
