@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use super::{Inner, OpState, Runtime};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::bulkhead::{self, Bulkhead, BulkheadSpec};
+use crate::cache::KeyTemplate;
 use crate::cache::store::StoreConfig;
 use crate::metrics::{OpMetrics, RecentErrors};
 use crate::policy::Policy;
@@ -263,67 +264,68 @@ impl RuntimeBuilder {
             }
         }
 
-        let caching: Vec<(usize, &'static Policy)> = ops
+        let caching: Vec<(usize, &'static KeyTemplate)> = ops
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.cache_spec().is_some())
-            .map(|(i, p)| (i, *p))
+            .filter_map(|(i, p)| p.cache_spec().map(|c| (i, c.template)))
             .collect();
-        let cache_template = |p: &Policy| p.cache_spec().map(|c| c.template);
-        // For each operation and each of its invalidate templates: the indices (in `ops`)
-        // of the operations whose cached keys it matches.
+        // The indices (in `ops`) of the caching operations whose keys `matches` accepts;
+        // none is a startup problem: a typo would leave stale data in the cache.
+        let mut resolve =
+            |p: &Policy,
+             option: &str,
+             t: &KeyTemplate,
+             matches: fn(&KeyTemplate, &KeyTemplate) -> bool| {
+                let targets: Vec<usize> = caching
+                    .iter()
+                    .filter(|(_, c)| matches(t, c))
+                    .map(|(i, _)| *i)
+                    .collect();
+                if targets.is_empty() {
+                    problems.push(Problem {
+                        operation: Some(qualified(p)),
+                        message: format!(
+                            "`{option} = \"{t}\"` matches no key any operation caches: \
+                         a typo here would leave stale data in the cache"
+                        ),
+                    });
+                }
+                targets
+            };
+        // For each operation and each of its invalidate templates: the operations it reaches.
         let mut invalidations: Vec<(Targets, Targets)> = Vec::with_capacity(ops.len());
+        let mut zero_ttl = Vec::new();
         let mut watched: HashMap<usize, Vec<usize>> = HashMap::new();
         for p in &ops {
-            let mut exact = Vec::new();
-            for t in p.invalidates() {
-                let targets: Vec<usize> = caching
-                    .iter()
-                    .filter(|(_, c)| cache_template(c).is_some_and(|ct| t.same_shape(ct)))
-                    .map(|(i, _)| *i)
-                    .collect();
-                if targets.is_empty() {
-                    problems.push(Problem {
-                        operation: Some(qualified(p)),
-                        message: format!(
-                            "`invalidate = \"{t}\"` matches no key any operation caches: \
-                             a typo here would leave stale data in the cache"
-                        ),
-                    });
-                }
-                exact.push(targets);
-            }
-            let mut prefixes = Vec::new();
-            for t in p.invalidates_prefixes() {
-                let targets: Vec<usize> = caching
-                    .iter()
-                    .filter(|(_, c)| cache_template(c).is_some_and(|ct| t.is_shape_prefix_of(ct)))
-                    .map(|(i, _)| *i)
-                    .collect();
-                if targets.is_empty() {
-                    problems.push(Problem {
-                        operation: Some(qualified(p)),
-                        message: format!(
-                            "`invalidate_prefix = \"{t}\"` is a prefix of no key any operation caches"
-                        ),
-                    });
-                }
-                for i in &targets {
-                    watched.entry(*i).or_default().push(t.fragments().len());
-                }
-                prefixes.push(targets);
-            }
+            let exact: Targets = p
+                .invalidates()
+                .iter()
+                .map(|t| resolve(p, "invalidate", t, KeyTemplate::same_shape))
+                .collect();
+            let prefixes: Targets = p
+                .invalidates_prefixes()
+                .iter()
+                .map(|t| {
+                    let targets =
+                        resolve(p, "invalidate_prefix", t, KeyTemplate::is_shape_prefix_of);
+                    for i in &targets {
+                        watched.entry(*i).or_default().push(t.fragments().len());
+                    }
+                    targets
+                })
+                .collect();
             invalidations.push((exact, prefixes));
             if let Some(spec) = p.cache_spec()
                 && spec.ttl.is_some_and(|t| t.is_zero())
             {
-                problems.push(Problem {
+                zero_ttl.push(Problem {
                     operation: Some(qualified(p)),
                     message: "the cache TTL is zero".into(),
                 });
             }
         }
 
+        problems.extend(zero_ttl);
         problems.extend(self.databases.problems(|name| br_specs.contains_key(name)));
 
         if !problems.is_empty() {
