@@ -63,15 +63,16 @@ pub(crate) struct Entry<V> {
     stamp: u64,
 }
 
-/// Counts evictions; quick_cache calls it under its shard lock, so it only counts.
+/// Collects the keys an insert pushes out. quick_cache reports the value an insert
+/// *replaces* through the same hook, so [`Store::put`] counts only the other keys.
 #[derive(Clone, Default)]
-struct Evictions(Arc<AtomicU64>);
+struct Evictions;
 
-impl<K, V> Lifecycle<K, V> for Evictions {
-    type RequestState = ();
+impl<V> Lifecycle<CacheKey, V> for Evictions {
+    type RequestState = Vec<CacheKey>;
 
-    fn on_evict(&self, _state: &mut (), _key: K, _val: V) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn on_evict(&self, state: &mut Vec<CacheKey>, key: CacheKey, _val: V) {
+        state.push(key);
     }
 }
 
@@ -105,7 +106,7 @@ pub(crate) struct StoreConfig {
 pub(crate) struct Store<V> {
     config: StoreConfig,
     entries: Cache<CacheKey, Entry<V>, UnitWeighter, DefaultHashBuilder, Evictions>,
-    evictions: Evictions,
+    evictions: AtomicU64,
     key_gens: Gens,
     prefix_gens: Gens,
     /// Bit `d - 1` set: some prefix of `d` fragments has been invalidated (or may be),
@@ -153,19 +154,18 @@ pub(crate) struct FlightGuard<V> {
 
 impl<V: Clone + Send + Sync + 'static> Store<V> {
     pub(crate) fn new(config: StoreConfig) -> Self {
-        let evictions = Evictions::default();
         let capacity = config.capacity.max(1);
         let entries = Cache::with(
             capacity,
             capacity as u64,
             UnitWeighter,
             DefaultHashBuilder::default(),
-            evictions.clone(),
+            Evictions,
         );
         Store {
             config,
             entries,
-            evictions,
+            evictions: AtomicU64::new(0),
             key_gens: Gens::new(),
             prefix_gens: Gens::new(),
             prefix_depths: AtomicU8::new(0),
@@ -262,7 +262,18 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
     /// Stores `value` as fresh from `now`.
     pub(crate) fn insert(&self, key: CacheKey, value: V, now: Instant) {
         let stamp = self.stamp(&key);
-        self.entries.insert(key, self.entry(value, now, stamp));
+        self.put(key, self.entry(value, now, stamp));
+    }
+
+    /// Inserts, counting the entries pushed out for capacity (not the one replaced).
+    fn put(&self, key: CacheKey, entry: Entry<V>) {
+        let mut pushed_out = Vec::new();
+        self.entries
+            .insert_with_lifecycle(key.clone(), entry, &mut pushed_out);
+        let evicted = pushed_out.iter().filter(|k| **k != key).count() as u64;
+        if evicted > 0 {
+            self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        }
     }
 
     fn entry(&self, value: V, now: Instant, stamp: u64) -> Entry<V> {
@@ -320,7 +331,7 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
             stale_served: self.stale_served.load(Ordering::Relaxed),
             loads: self.loads.load(Ordering::Relaxed),
             load_failures: self.load_failures.load(Ordering::Relaxed),
-            evictions: self.evictions.0.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
             entries: self.entries.len() as u64,
             capacity: self.entries.capacity(),
         }
@@ -341,7 +352,7 @@ impl<V: Clone + Send + Sync + 'static> FlightGuard<V> {
             // Stored with the stamp read when the load began: if an invalidation came in
             // between, the entry never passes a lookup.
             if store.stamp(&self.key) == self.flight.stamp {
-                store.entries.insert(self.key.clone(), entry);
+                store.put(self.key.clone(), entry);
             }
         }
         self.publish(Shared::Value(value.clone()));
