@@ -21,6 +21,8 @@ mod heap;
 mod proxy;
 #[path = "reliability/proxy_selftest.rs"]
 mod proxy_selftest;
+#[path = "support/mod.rs"]
+mod support;
 
 #[path = "reliability/r1_kill.rs"]
 mod r1_kill;

@@ -7,56 +7,8 @@ use std::time::Duration;
 
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use resilient::db::DbError;
-use resilient::{Classify, ErrorClass, Rejection};
 
-/// The error of the scenario repositories: what a user's repository error looks like.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Query(#[from] diesel::result::Error),
-    #[error(transparent)]
-    Resilience(#[from] Rejection),
-}
-
-impl Classify for AppError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            AppError::Db(e) => e.class(),
-            AppError::Query(e) => e.class(),
-            AppError::Resilience(r) => r.class(),
-        }
-    }
-
-    fn describe(&self) -> Option<String> {
-        Some(self.to_string())
-    }
-}
-
-impl AppError {
-    /// The rejection inside, if the resilience layer refused or cut the call.
-    pub fn rejection(&self) -> Option<&Rejection> {
-        match self {
-            AppError::Resilience(r) => Some(r),
-            _ => None,
-        }
-    }
-
-    /// A short label for tallies: the rejection's kind or the error's class.
-    pub fn label(&self) -> String {
-        match self {
-            AppError::Resilience(Rejection::BreakerOpen { .. }) => "breaker_open".into(),
-            AppError::Resilience(Rejection::BulkheadFull { .. }) => "bulkhead_full".into(),
-            AppError::Resilience(Rejection::Timeout { .. }) => "attempt_timeout".into(),
-            AppError::Resilience(Rejection::DeadlineExceeded { .. }) => "deadline".into(),
-            AppError::Resilience(Rejection::ShuttingDown) => "shutting_down".into(),
-            AppError::Resilience(Rejection::SharedLoadFailed { .. }) => "shared_load_failed".into(),
-            other => other.class().to_string(),
-        }
-    }
-}
+pub use crate::support::{AppError, eventually};
 
 /// Serializes the scenarios: each starts its own PostgreSQL server, and two cores are
 /// not enough to overload them in parallel and still measure anything.
@@ -126,20 +78,6 @@ pub async fn backends(url: &str, app: &str) -> (i64, i64) {
     )
     .await;
     (all, active)
-}
-
-/// Polls `check` every 20 ms until it holds or `within` has passed; returns whether it held.
-pub async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Tasks alive on the current tokio runtime.

@@ -86,9 +86,11 @@ async fn proxy_modes_and_rules() {
 
     // Refuse: new connections are reset, open ones keep working.
     proxy.set_mode(Mode::Refuse);
-    let mut c = connect().await.unwrap();
-    let _ = c.write_all(b"no").await;
-    assert!(read_some(&mut c, 2, short * 5).await.1, "reset");
+    // The reset may land before `connect` returns, or on the first read.
+    if let Ok(mut c) = connect().await {
+        let _ = c.write_all(b"no").await;
+        assert!(read_some(&mut c, 2, short * 5).await.1, "reset");
+    }
     a.write_all(b"still").await.unwrap();
     assert_eq!(read_some(&mut a, 5, short * 5).await.0, b"still");
     proxy.set_mode(Mode::PassThrough);

@@ -32,6 +32,33 @@ impl Classify for AppError {
             AppError::Resilience(r) => r.class(),
         }
     }
+
+    fn describe(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl AppError {
+    /// The rejection inside, if the resilience layer refused or cut the call.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            AppError::Resilience(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A short label for tallies: the rejection's kind or the error's class.
+    pub fn label(&self) -> String {
+        match self {
+            AppError::Resilience(Rejection::BreakerOpen { .. }) => "breaker_open".into(),
+            AppError::Resilience(Rejection::BulkheadFull { .. }) => "bulkhead_full".into(),
+            AppError::Resilience(Rejection::Timeout { .. }) => "attempt_timeout".into(),
+            AppError::Resilience(Rejection::DeadlineExceeded { .. }) => "deadline".into(),
+            AppError::Resilience(Rejection::ShuttingDown) => "shutting_down".into(),
+            AppError::Resilience(Rejection::SharedLoadFailed { .. }) => "shared_load_failed".into(),
+            other => other.class().to_string(),
+        }
+    }
 }
 
 /// Polls `check` every 20 ms until it holds or `within` has passed; returns whether it held.

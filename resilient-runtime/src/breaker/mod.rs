@@ -18,8 +18,6 @@ mod state;
 mod window;
 
 #[cfg(test)]
-mod model_tests;
-#[cfg(test)]
 mod outcome_tests;
 #[cfg(test)]
 mod tests;
