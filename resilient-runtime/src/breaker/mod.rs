@@ -95,6 +95,7 @@ pub struct CircuitBreaker {
     opened_at: AtomicU64,
     opened_generation: AtomicU32,
     opened_total: AtomicU64,
+    transitions_total: AtomicU64,
     rejected_total: AtomicU64,
     window: Option<FailureWindow>,
 }
@@ -111,6 +112,8 @@ pub struct BreakerSnapshot {
     pub failures: u32,
     /// Times the breaker has opened (re-opening from half-open included).
     pub opened_total: u64,
+    /// State transitions of every kind (to open, half-open and closed).
+    pub transitions_total: u64,
     /// Half-open trial calls currently running (0 when not half-open).
     pub half_open_in_flight: u32,
     /// Successful trial calls in the current half-open period (0 when not half-open).
@@ -141,6 +144,7 @@ impl CircuitBreaker {
             // Not a valid 30-bit generation: no open time is known yet.
             opened_generation: AtomicU32::new(u32::MAX),
             opened_total: AtomicU64::new(0),
+            transitions_total: AtomicU64::new(0),
             rejected_total: AtomicU64::new(0),
             window: config.window.as_ref().map(FailureWindow::new),
         }
@@ -242,6 +246,7 @@ impl CircuitBreaker {
             window.clear();
         }
         self.opened_total.store(0, Ordering::Relaxed);
+        self.transitions_total.store(0, Ordering::Relaxed);
         self.rejected_total.store(0, Ordering::Relaxed);
     }
 
@@ -290,6 +295,7 @@ impl CircuitBreaker {
     /// Runs once per transition, by the thread whose CAS made it.
     fn on_transition(&self, from: BreakerState, to: Word) {
         let (breaker, from_name, to_name) = (self.name, from.as_str(), to.state().as_str());
+        self.transitions_total.fetch_add(1, Ordering::Relaxed);
         match to.state() {
             BreakerState::Open => {
                 self.opened_at.store(self.now_nanos(), Ordering::Relaxed);
@@ -351,6 +357,7 @@ impl CircuitBreaker {
             state: word.state(),
             failures: word.failures(),
             opened_total: self.opened_total.load(Ordering::Relaxed),
+            transitions_total: self.transitions_total.load(Ordering::Relaxed),
             half_open_in_flight: word.in_flight(),
             half_open_successes: word.trial_successes(),
             rejected_total: self.rejected_total.load(Ordering::Relaxed),

@@ -149,6 +149,8 @@ async fn half_open_failure_reopens_with_a_fresh_timeout() {
     acquire(&breaker).failure();
     assert_eq!(breaker.state(), BreakerState::Open);
     assert_eq!(breaker.snapshot().opened_total, 2);
+    // Closed → open → half-open → open.
+    assert_eq!(breaker.snapshot().transitions_total, 3);
     advance(RESET - MS).await;
     assert_eq!(
         breaker.state(),
