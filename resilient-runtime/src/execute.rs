@@ -153,11 +153,14 @@ impl<'rt> Call<'rt> {
             });
         };
         if !self.entered {
+            // Count the call first, then check the flag; shutdown sets the flag first,
+            // then reads the count (all SeqCst). Either shutdown sees this call and waits
+            // for it, or this call sees the flag and leaves: none slips past the drain.
+            op.in_flight.fetch_add(1, Ordering::SeqCst);
+            self.entered = true;
             if self.rt.is_some_and(Runtime::is_shutting_down) {
                 return Err(Rejection::ShuttingDown);
             }
-            op.in_flight.fetch_add(1, Ordering::AcqRel);
-            self.entered = true;
             if self.rt.is_some_and(Runtime::metrics_enabled) {
                 self.started = Some(Instant::now());
             }

@@ -161,7 +161,7 @@ impl Runtime {
 
     /// Whether [`shutdown`](Runtime::shutdown) has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::Acquire)
+        self.inner.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Counters of every cache created so far, one per caching operation.

@@ -25,7 +25,7 @@ impl Runtime {
             .ops
             .iter()
             .flatten()
-            .map(|op| op.in_flight.load(Ordering::Acquire))
+            .map(|op| op.in_flight.load(Ordering::SeqCst))
             .sum()
     }
 
@@ -52,7 +52,7 @@ impl Runtime {
     /// Steps 1 and 2 of [`shutdown`](Self::shutdown).
     async fn drain_calls(&self, drain: Duration) -> ShutdownReport {
         let start = Instant::now();
-        if !self.inner.shutting_down.swap(true, Ordering::AcqRel) {
+        if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
             tracing::info!(
                 in_flight = self.in_flight(),
                 ?drain,
