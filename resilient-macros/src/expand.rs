@@ -228,17 +228,29 @@ fn attempt_future(ret: &Type, block: &syn::Block) -> TokenStream {
 fn retry_loop(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
     quote_spanned! {Span::mixed_site()=>
         loop {
-            let __resilient_admission = match __resilient_call.admit().await {
-                ::resilient::__private::core::result::Result::Ok(admission) => admission,
+            let __resilient_admission = match __resilient_call.try_admit() {
+                ::resilient::__private::core::result::Result::Ok(
+                    ::resilient::__private::core::option::Option::Some(admission),
+                ) => admission,
+                ::resilient::__private::core::result::Result::Ok(
+                    ::resilient::__private::core::option::Option::None,
+                ) => match __resilient_call.admit().await {
+                    ::resilient::__private::core::result::Result::Ok(admission) => admission,
+                    ::resilient::__private::core::result::Result::Err(rejection) => {
+                        break ::resilient::__private::rejected(rejection);
+                    }
+                },
                 ::resilient::__private::core::result::Result::Err(rejection) => {
                     break ::resilient::__private::rejected(rejection);
                 }
             };
             #rebind
-            if let ::resilient::__private::core::ops::ControlFlow::Break(result) =
-                __resilient_call.attempt(__resilient_admission, #attempt).await
-            {
-                break result;
+            let __resilient_outcome = __resilient_call.start_attempt(#attempt).await;
+            match __resilient_call.end_attempt(__resilient_admission, __resilient_outcome) {
+                ::resilient::__private::core::ops::ControlFlow::Break(result) => break result,
+                ::resilient::__private::core::ops::ControlFlow::Continue(wake) => {
+                    ::resilient::__private::sleep_until(wake).await;
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ pub use crate::runtime::RuntimeRef;
 pub use crate::{Classify, Rejection};
 pub use ::core;
 pub use ::inventory;
+pub use ::tokio::time::sleep_until;
 
 /// Implemented only for `Result`: `#[resilient]` needs an error channel.
 #[diagnostic::on_unimplemented(

@@ -26,7 +26,6 @@ use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::breaker::BreakerPermit;
 use crate::bulkhead::BulkheadPermit;
@@ -107,6 +106,10 @@ pub struct Call<'rt> {
     final_class: Option<ErrorClass>,
     /// When the call was first admitted, if metrics are on.
     started: Option<Instant>,
+    /// The runtime records metrics.
+    metrics: bool,
+    /// The `in_flight` stripe this call counted itself in.
+    stripe: usize,
 }
 
 impl<'rt> Call<'rt> {
@@ -127,6 +130,17 @@ impl<'rt> Call<'rt> {
             entered: false,
             final_class: None,
             started: None,
+            metrics: rt.is_some_and(Runtime::metrics_enabled),
+            stripe: 0,
+        }
+    }
+
+    /// The policy's deadline for the whole call (precomputed by the runtime).
+    #[inline]
+    fn total(&self) -> std::time::Duration {
+        match self.op {
+            Some(op) => op.deadline,
+            None => self.policy.deadline(),
         }
     }
 
@@ -136,34 +150,21 @@ impl<'rt> Call<'rt> {
     }
 
     pub(crate) fn deadline(&mut self) -> Instant {
-        let total = self.policy.deadline();
+        let total = self.total();
         *self
             .deadline
             .get_or_insert_with(|| instant_after(Instant::now(), total))
     }
 
-    /// Admits the next attempt: shutdown check, breaker permit, bulkhead permit.
-    pub async fn admit(&mut self) -> Result<Admission<'rt>, Rejection> {
+    /// The admission when it needs no waiting: `Ok(None)` when the bulkhead has no free
+    /// slot, and [`admit`](Self::admit) must be awaited instead.
+    #[inline]
+    pub fn try_admit(&mut self) -> Result<Option<Admission<'rt>>, Rejection> {
         let Some(op) = self.op else {
-            return Err(match self.rt {
-                None => Rejection::NoRuntime,
-                Some(_) => Rejection::NotRegistered {
-                    operation: self.policy.name(),
-                },
-            });
+            return Err(self.no_op());
         };
         if !self.entered {
-            // Count the call first, then check the flag; shutdown sets the flag first,
-            // then reads the count (all SeqCst). Either shutdown sees this call and waits
-            // for it, or this call sees the flag and leaves: none slips past the drain.
-            op.in_flight.fetch_add(1, Ordering::SeqCst);
-            self.entered = true;
-            if self.rt.is_some_and(Runtime::is_shutting_down) {
-                return Err(Rejection::ShuttingDown);
-            }
-            if self.rt.is_some_and(Runtime::metrics_enabled) {
-                self.started = Some(Instant::now());
-            }
+            self.enter(op)?;
         }
         let breaker = match &op.breaker {
             Some(b) => Some(b.try_acquire()?),
@@ -173,49 +174,89 @@ impl<'rt> Call<'rt> {
             None => None,
             Some(bh) => match bh.try_acquire() {
                 Some(p) => Some(p),
-                None => {
-                    let deadline = self.deadline();
-                    match tokio::time::timeout_at(deadline, bh.acquire()).await {
-                        Ok(Ok(p)) => Some(p),
-                        Ok(Err(full)) => return Err(full),
-                        Err(_) => {
-                            return Err(Rejection::DeadlineExceeded {
-                                deadline: self.policy.deadline(),
-                            });
-                        }
-                    }
-                }
+                // Must queue: `admit` takes the breaker permit again.
+                None => return Ok(None),
             },
         };
-        Ok(Admission { breaker, bulkhead })
+        Ok(Some(Admission { breaker, bulkhead }))
     }
 
-    /// Runs one attempt and decides what comes next: `Break` with the call's result, or
-    /// `Continue` after the backoff sleep, for another attempt.
-    pub async fn attempt<T, E, F>(
-        &mut self,
-        admission: Admission<'rt>,
-        fut: F,
-    ) -> ControlFlow<Result<T, Failure<E>>>
+    #[cold]
+    fn no_op(&self) -> Rejection {
+        match self.rt {
+            None => Rejection::NoRuntime,
+            Some(_) => Rejection::NotRegistered {
+                operation: self.policy.name(),
+            },
+        }
+    }
+
+    #[inline]
+    fn enter(&mut self, op: &'rt OpState) -> Result<(), Rejection> {
+        // Count the call first, then check the flag; shutdown sets the flag first, then
+        // reads the count (all SeqCst). Either shutdown sees this call and waits for it,
+        // or this call sees the flag and leaves (its `Drop` uncounts it): none slips
+        // past the drain.
+        self.stripe = crate::metrics::striped::stripe();
+        op.in_flight.add(self.stripe, 1, Ordering::SeqCst);
+        self.entered = true;
+        if self.rt.is_some_and(Runtime::is_shutting_down) {
+            return Err(Rejection::ShuttingDown);
+        }
+        if self.metrics && self.rt.is_some_and(Runtime::latency_sampled) {
+            self.started = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Starts one attempt: `fut` under the attempt timeout and the call's deadline.
+    /// Await it, then hand its output to [`end_attempt`](Self::end_attempt).
+    #[inline]
+    pub fn start_attempt<T, E, F>(&mut self, fut: F) -> Limited<'_, F>
     where
         E: ClassifyError,
         F: Future<Output = Result<T, E>>,
     {
         self.attempts += 1;
-        // Debug level: with the usual info-level subscriber the span costs nothing.
+        let total = self.total();
         let span = tracing::debug_span!(
             "resilient",
             operation = self.policy.name(),
             attempt = self.attempts
         );
-        let outcome = Limited::new(
+        Limited::new(
             fut,
             self.policy.attempt_timeout(),
-            self.policy.deadline(),
+            total,
             &mut self.deadline,
         )
-        .instrument(span)
-        .await;
+        .in_span(span)
+    }
+
+    /// Ends an attempt started with [`start_attempt`](Self::start_attempt): `Break` with
+    /// the call's result, or `Continue` with the instant to sleep until before the next
+    /// attempt.
+    #[inline]
+    pub fn end_attempt<T, E: ClassifyError>(
+        &mut self,
+        admission: Admission<'rt>,
+        outcome: Result<Result<T, E>, Rejection>,
+    ) -> ControlFlow<Result<T, Failure<E>>, Instant> {
+        match outcome {
+            Ok(Ok(v)) => {
+                admission.record(None);
+                ControlFlow::Break(Ok(v))
+            }
+            other => self.end_failed_attempt(admission, other),
+        }
+    }
+
+    #[inline(never)]
+    fn end_failed_attempt<T, E: ClassifyError>(
+        &mut self,
+        admission: Admission<'rt>,
+        outcome: Result<Result<T, E>, Rejection>,
+    ) -> ControlFlow<Result<T, Failure<E>>, Instant> {
         let (class, failure) = match outcome {
             Ok(Ok(v)) => {
                 admission.record(None);
@@ -274,8 +315,61 @@ impl<'rt> Call<'rt> {
         if let Some(op) = self.op {
             op.metrics.retries.fetch_add(1, Ordering::Relaxed);
         }
-        tokio::time::sleep_until(wake).await;
-        ControlFlow::Continue(())
+        ControlFlow::Continue(wake)
+    }
+
+    /// Admits the next attempt: shutdown check, breaker permit, bulkhead permit.
+    pub async fn admit(&mut self) -> Result<Admission<'rt>, Rejection> {
+        let Some(op) = self.op else {
+            return Err(self.no_op());
+        };
+        if !self.entered {
+            self.enter(op)?;
+        }
+        let breaker = match &op.breaker {
+            Some(b) => Some(b.try_acquire()?),
+            None => None,
+        };
+        let bulkhead = match &op.bulkhead {
+            None => None,
+            Some(bh) => match bh.try_acquire() {
+                Some(p) => Some(p),
+                None => {
+                    let deadline = self.deadline();
+                    match tokio::time::timeout_at(deadline, bh.acquire()).await {
+                        Ok(Ok(p)) => Some(p),
+                        Ok(Err(full)) => return Err(full),
+                        Err(_) => {
+                            return Err(Rejection::DeadlineExceeded {
+                                deadline: self.total(),
+                            });
+                        }
+                    }
+                }
+            },
+        };
+        Ok(Admission { breaker, bulkhead })
+    }
+
+    /// Runs one attempt and decides what comes next: `Break` with the call's result, or
+    /// `Continue` after the backoff sleep, for another attempt.
+    pub async fn attempt<T, E, F>(
+        &mut self,
+        admission: Admission<'rt>,
+        fut: F,
+    ) -> ControlFlow<Result<T, Failure<E>>>
+    where
+        E: ClassifyError,
+        F: Future<Output = Result<T, E>>,
+    {
+        let outcome = self.start_attempt(fut).await;
+        match self.end_attempt(admission, outcome) {
+            ControlFlow::Break(result) => ControlFlow::Break(result),
+            ControlFlow::Continue(wake) => {
+                tokio::time::sleep_until(wake).await;
+                ControlFlow::Continue(())
+            }
+        }
     }
 
     /// The retry loop for closures; generated code emits the same loop inline.
@@ -286,13 +380,18 @@ impl<'rt> Call<'rt> {
         E: ClassifyError,
     {
         loop {
-            let admission = match self.admit().await {
-                Ok(a) => a,
+            let admission = match self.try_admit() {
+                Ok(Some(a)) => a,
+                Ok(None) => match self.admit().await {
+                    Ok(a) => a,
+                    Err(r) => break rejected(r),
+                },
                 Err(r) => break rejected(r),
             };
-            match self.attempt(admission, op()).await {
+            let outcome = self.start_attempt(op()).await;
+            match self.end_attempt(admission, outcome) {
                 ControlFlow::Break(r) => break r,
-                ControlFlow::Continue(()) => {}
+                ControlFlow::Continue(wake) => tokio::time::sleep_until(wake).await,
             }
         }
     }
@@ -329,7 +428,9 @@ impl<'rt> Call<'rt> {
         };
         if let Some(op) = self.op {
             if out.is_ok() {
-                op.metrics.successes.fetch_add(1, Ordering::Relaxed);
+                op.metrics
+                    .successes
+                    .add(crate::metrics::striped::stripe(), 1, Ordering::Relaxed);
             }
             if let Some(start) = self.started {
                 op.metrics.latency(start.elapsed());
@@ -361,11 +462,12 @@ impl<'rt> Call<'rt> {
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        if let (true, Some(op), Some(rt)) = (self.entered, self.op, self.rt)
-            && op.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
-            && rt.is_shutting_down()
-        {
-            rt.drained().notify_waiters();
+        if let (true, Some(op), Some(rt)) = (self.entered, self.op, self.rt) {
+            op.in_flight.sub(self.stripe, 1, Ordering::SeqCst);
+            // The drain re-counts when woken, so waking it on every exit is harmless.
+            if rt.is_shutting_down() {
+                rt.drained().notify_waiters();
+            }
         }
     }
 }
@@ -414,7 +516,12 @@ impl Runtime {
         E: Classify + From<Rejection>,
     {
         let mut call = Call::on(Some(self), policy);
-        let load = match call.cache_enter(key).await {
+        // A fresh hit answers without creating the single-flight future.
+        let stale = match call.cache_probe::<V>(&key) {
+            Ok(v) => return call.finish(Ok(v)),
+            Err(stale) => stale,
+        };
+        let load = match call.cache_join(key, stale).await {
             CacheEnter::Done(r) => return call.finish(r),
             CacheEnter::Load(load) => load,
         };

@@ -152,7 +152,7 @@ impl CacheKey {
         usize::from(self.fragments)
     }
 
-    #[inline]
+    #[inline(always)]
     fn mark(&mut self) {
         if usize::from(self.fragments) < MARKS {
             let len = u32::try_from(self.as_bytes().len()).unwrap_or(u32::MAX);
@@ -180,8 +180,25 @@ impl CacheKey {
         self.as_bytes().starts_with(prefix.as_bytes())
     }
 
-    #[inline]
+    /// Appends `bytes`. Inlined, so that the fixed-size writes of tags, lengths and
+    /// integers become plain stores instead of `memcpy` calls.
+    #[inline(always)]
     fn push(&mut self, bytes: &[u8]) {
+        if let Repr::Inline { len, buf } = &mut self.repr {
+            let at = usize::from(*len);
+            if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+                dst.copy_from_slice(bytes);
+                // `at + bytes.len() <= INLINE < 256`.
+                *len = (at + bytes.len()) as u8;
+                return;
+            }
+        }
+        self.push_slow(bytes);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_slow(&mut self, bytes: &[u8]) {
         match &mut self.repr {
             Repr::Inline { len, buf } => {
                 let at = usize::from(*len);
@@ -205,7 +222,7 @@ impl CacheKey {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_len_prefixed(&mut self, tag: u8, bytes: &[u8]) {
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         self.push(&[tag]);
@@ -214,7 +231,7 @@ impl CacheKey {
     }
 
     /// Appends a literal fragment.
-    #[inline]
+    #[inline(always)]
     pub fn lit(mut self, text: &str) -> Self {
         self.push_len_prefixed(TAG_LIT, text.as_bytes());
         self.mark();
@@ -222,7 +239,7 @@ impl CacheKey {
     }
 
     /// Appends a value.
-    #[inline]
+    #[inline(always)]
     pub fn part<T: KeyPart + ?Sized>(mut self, value: &T) -> Self {
         value.write_key(&mut KeyWriter { key: &mut self });
         self.mark();
@@ -260,7 +277,7 @@ pub struct KeyWriter<'a> {
 
 impl KeyWriter<'_> {
     /// Writes an integer in its canonical form, whatever its Rust type.
-    #[inline]
+    #[inline(always)]
     pub fn int(&mut self, v: i128) {
         match i64::try_from(v) {
             Ok(small) => {

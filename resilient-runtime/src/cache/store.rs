@@ -113,7 +113,7 @@ pub(crate) struct Store<V> {
     /// so lookups must check that prefix's generation.
     prefix_depths: AtomicU8,
     flights: Mutex<HashMap<CacheKey, Arc<Flight<V>>>>,
-    hits: AtomicU64,
+    hits: crate::metrics::striped::Striped,
     misses: AtomicU64,
     stale_served: AtomicU64,
     loads: AtomicU64,
@@ -170,7 +170,7 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
             prefix_gens: Gens::new(),
             prefix_depths: AtomicU8::new(0),
             flights: Mutex::new(HashMap::new()),
-            hits: AtomicU64::new(0),
+            hits: Default::default(),
             misses: AtomicU64::new(0),
             stale_served: AtomicU64::new(0),
             loads: AtomicU64::new(0),
@@ -200,7 +200,8 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
         let stale = match self.entries.get(key) {
             Some(e) if e.stamp == self.stamp(key) => {
                 if now < e.fresh_until {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.hits
+                        .add(crate::metrics::striped::stripe(), 1, Ordering::Relaxed);
                     return Lookup::Fresh(e.value);
                 }
                 (now < e.stale_until).then_some(e.value)
@@ -326,7 +327,7 @@ impl<V: Clone + Send + Sync + 'static> Store<V> {
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats {
             name: self.config.name,
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.sum(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             stale_served: self.stale_served.load(Ordering::Relaxed),
             loads: self.loads.load(Ordering::Relaxed),

@@ -27,7 +27,9 @@ pub struct CacheLoad<V> {
 }
 
 impl<'rt> Call<'rt> {
-    fn store<V: Clone + Send + Sync + 'static>(&self) -> Option<Arc<Store<V>>> {
+    /// The operation's store, borrowed for the runtime's lifetime: no `Arc` traffic.
+    #[inline]
+    fn store<V: Clone + Send + Sync + 'static>(&self) -> Option<&'rt Arc<Store<V>>> {
         let op = self.op?;
         let config = op.cache_config.as_ref()?;
         let erased = op.cache.get_or_init(|| {
@@ -38,7 +40,7 @@ impl<'rt> Call<'rt> {
             Box::new(Typed(Arc::new(store)))
         });
         match erased.as_any().downcast_ref::<Typed<V>>() {
-            Some(typed) => Some(typed.0.clone()),
+            Some(typed) => Some(&typed.0),
             None => {
                 tracing::error!(
                     operation = self.policy.name(),
@@ -49,17 +51,41 @@ impl<'rt> Call<'rt> {
         }
     }
 
+    /// The fresh value cached under `key`, without waiting: `Err` with the stale value
+    /// (if any) on a miss, to hand to [`cache_join`](Self::cache_join).
+    #[inline]
+    pub fn cache_probe<V>(&mut self, key: &CacheKey) -> Result<V, Option<V>>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        match self.store::<V>() {
+            Some(store) => match store.lookup(key, Instant::now()) {
+                Lookup::Fresh(v) => Ok(v),
+                Lookup::Miss { stale } => Err(stale),
+            },
+            None => Err(None),
+        }
+    }
+
     /// Looks `key` up; on a miss, joins (or leads) the single flight for it.
     pub async fn cache_enter<V, E>(&mut self, key: CacheKey) -> CacheEnter<V, E>
     where
         V: Clone + Send + Sync + 'static,
     {
+        match self.cache_probe(&key) {
+            Ok(v) => CacheEnter::Done(Ok(v)),
+            Err(stale) => self.cache_join(key, stale).await,
+        }
+    }
+
+    /// After a miss of [`cache_probe`](Self::cache_probe): joins (or leads) the single
+    /// flight for `key`.
+    pub async fn cache_join<V, E>(&mut self, key: CacheKey, stale: Option<V>) -> CacheEnter<V, E>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
         let Some(store) = self.store::<V>() else {
             return CacheEnter::Load(CacheLoad { guard: None });
-        };
-        let stale = match store.lookup(&key, Instant::now()) {
-            Lookup::Fresh(v) => return CacheEnter::Done(Ok(v)),
-            Lookup::Miss { stale } => stale,
         };
         let deadline = self.deadline();
         let fallback = stale.clone();
@@ -75,7 +101,7 @@ impl<'rt> Call<'rt> {
             // Waited for another caller's load until the deadline.
             Err(_) => CacheEnter::Done(fallback.ok_or(Failure::Rejected(
                 Rejection::DeadlineExceeded {
-                    deadline: self.policy.deadline(),
+                    deadline: self.total(),
                 },
             ))),
         }

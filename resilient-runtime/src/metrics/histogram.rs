@@ -15,7 +15,11 @@ const SUB: usize = 1 << SUB_BITS;
 const OCTAVES: usize = 33;
 const BUCKETS: usize = SUB * (OCTAVES + 1);
 
-/// Latencies in microseconds.
+/// Stripes of the histogram (see [`super::striped`]): fewer than the counters', as each
+/// holds every bucket.
+const HIST_STRIPES: usize = 4;
+
+/// Latencies in microseconds, `HIST_STRIPES` copies of the buckets side by side.
 pub(crate) struct AtomicHistogram {
     buckets: Box<[AtomicU64]>,
 }
@@ -23,7 +27,9 @@ pub(crate) struct AtomicHistogram {
 impl AtomicHistogram {
     pub(crate) fn new() -> Self {
         AtomicHistogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: (0..BUCKETS * HIST_STRIPES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
@@ -50,15 +56,19 @@ impl AtomicHistogram {
     #[inline]
     pub(crate) fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+        let stripe = super::striped::stripe() % HIST_STRIPES;
+        self.buckets[stripe * BUCKETS + Self::index(us)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts, bucket by bucket.
     pub(crate) fn counts(&self) -> Vec<u64> {
-        self.buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect()
+        let mut counts = vec![0u64; BUCKETS];
+        for stripe in self.buckets.chunks_exact(BUCKETS) {
+            for (c, b) in counts.iter_mut().zip(stripe) {
+                *c += b.load(Ordering::Relaxed);
+            }
+        }
+        counts
     }
 
     /// Builds an hdrhistogram of the counts above `baseline` (same length, or empty).
@@ -67,10 +77,8 @@ impl AtomicHistogram {
             Ok(h) => h,
             Err(_) => return LatencySummary::default(),
         };
-        for (i, b) in self.buckets.iter().enumerate() {
-            let n = b
-                .load(Ordering::Relaxed)
-                .saturating_sub(baseline.get(i).copied().unwrap_or(0));
+        for (i, b) in self.counts().into_iter().enumerate() {
+            let n = b.saturating_sub(baseline.get(i).copied().unwrap_or(0));
             if n > 0 {
                 // Record the bucket's midpoint: the error stays within half a bucket.
                 let lo = Self::lower(i);

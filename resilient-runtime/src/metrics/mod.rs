@@ -9,6 +9,7 @@
 mod export;
 mod histogram;
 mod recent;
+pub(crate) mod striped;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +46,7 @@ const CLASSES: [ErrorClass; 5] = [
 /// The counters of one operation. Each field is written by one `fetch_add` where it happens.
 #[derive(Default)]
 pub(crate) struct OpMetrics {
-    pub(crate) successes: AtomicU64,
+    pub(crate) successes: striped::Striped,
     failures: [AtomicU64; 5],
     pub(crate) retries: AtomicU64,
     pub(crate) attempt_timeouts: AtomicU64,
@@ -223,7 +224,7 @@ impl OpMetrics {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let failures =
             FailuresByClass::from_array(CLASSES.map(|c| l(&self.failures[class_index(c)])));
-        let successes = l(&self.successes);
+        let successes = self.successes.sum(Ordering::Relaxed);
         Counters {
             calls: successes + failures.total(),
             successes,

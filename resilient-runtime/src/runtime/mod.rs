@@ -6,7 +6,7 @@ mod snapshot;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Notify;
@@ -62,6 +62,8 @@ struct Inner {
     shutting_down: AtomicBool,
     drained: Notify,
     metrics_enabled: bool,
+    /// Time one call in this many, per thread (1: every call).
+    latency_sample: u32,
     recent_errors: RecentErrors,
     /// Database pools and their background tasks.
     databases: crate::db::Databases,
@@ -71,10 +73,12 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct OpState {
     pub(crate) policy: &'static Policy,
+    /// `policy.deadline()`, computed once: it is needed on every attempt.
+    pub(crate) deadline: std::time::Duration,
     pub(crate) breaker: Option<Arc<CircuitBreaker>>,
     pub(crate) bulkhead: Option<Arc<Bulkhead>>,
     /// Calls of this operation between admission and return (for draining on shutdown).
-    pub(crate) in_flight: AtomicUsize,
+    pub(crate) in_flight: crate::metrics::striped::Striped,
     /// Counters and latency.
     pub(crate) metrics: OpMetrics,
     /// The operation's cache, created on first use (only then is its value type known).
@@ -177,6 +181,22 @@ impl Runtime {
     /// Whether calls record metrics (see [`RuntimeBuilder::metrics`]).
     pub fn metrics_enabled(&self) -> bool {
         self.inner.metrics_enabled
+    }
+
+    /// Whether this call is to be timed (see [`RuntimeBuilder::latency_sample`]).
+    #[inline]
+    pub(crate) fn latency_sampled(&self) -> bool {
+        let every = self.inner.latency_sample;
+        every <= 1 || {
+            thread_local! {
+                static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+            }
+            CALLS.with(|c| {
+                let n = c.get().wrapping_add(1);
+                c.set(n);
+                n % every == 0
+            })
+        }
     }
 
     /// Starts counting anew for snapshots: per-operation counters, latency, cache and

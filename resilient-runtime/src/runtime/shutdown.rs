@@ -25,8 +25,8 @@ impl Runtime {
             .ops
             .iter()
             .flatten()
-            .map(|op| op.in_flight.load(Ordering::SeqCst))
-            .sum()
+            .map(|op| op.in_flight.sum(Ordering::SeqCst))
+            .fold(0u64, u64::wrapping_add) as usize
     }
 
     /// Shuts down gracefully:

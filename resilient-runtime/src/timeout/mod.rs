@@ -52,7 +52,7 @@ pin_project_lite::pin_project! {
     /// cache or a ready future pays nothing. The call's deadline starts on the first
     /// pending poll of the whole call (`deadline` is shared with the bulkhead wait and
     /// the backoff sleeps).
-    pub(crate) struct Limited<'a, F> {
+    pub struct Limited<'a, F> {
         // `None` once finished or cancelled.
         #[pin]
         fut: Option<F>,
@@ -62,6 +62,8 @@ pin_project_lite::pin_project! {
         total: Duration,
         deadline: &'a mut Option<Instant>,
         by_deadline: bool,
+        // Entered around every poll, unless disabled (no subscriber wants it).
+        span: tracing::Span,
     }
 
     impl<F> PinnedDrop for Limited<'_, F> {
@@ -89,7 +91,15 @@ impl<'a, F: Future> Limited<'a, F> {
             total,
             deadline,
             by_deadline: false,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Enters `span` around every poll of the attempt.
+    #[inline]
+    pub(crate) fn in_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 }
 
@@ -98,6 +108,7 @@ impl<F: Future> Future for Limited<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
         let Some(fut) = this.fut.as_mut().as_pin_mut() else {
             return Poll::Pending;
         };
