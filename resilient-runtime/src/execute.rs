@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 use crate::breaker::BreakerPermit;
-use crate::bulkhead::BulkheadPermit;
+use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::cache::CacheKey;
 use crate::policy::Policy;
 use crate::runtime::{OpState, Runtime, RuntimeRef};
@@ -68,6 +68,13 @@ pub enum Failure<E> {
 #[inline]
 pub fn rejected<T, E>(r: Rejection) -> Result<T, Failure<E>> {
     Err(Failure::Rejected(r))
+}
+
+/// Where admission stands after the steps that never wait.
+enum Admit<'rt> {
+    Ready(Admission<'rt>),
+    /// The bulkhead is full: queue in it, holding the breaker permit.
+    Queue(Option<BreakerPermit<'rt>>, &'rt Bulkhead),
 }
 
 /// The permits one attempt holds.
@@ -160,6 +167,16 @@ impl<'rt> Call<'rt> {
     /// slot, and [`admit`](Self::admit) must be awaited instead.
     #[inline]
     pub fn try_admit(&mut self) -> Result<Option<Admission<'rt>>, Rejection> {
+        match self.admission()? {
+            Admit::Ready(admission) => Ok(Some(admission)),
+            // Must queue: `admit` takes the breaker permit again.
+            Admit::Queue(..) => Ok(None),
+        }
+    }
+
+    /// Shutdown check and breaker permit, then a bulkhead slot if one is free at once.
+    #[inline]
+    fn admission(&mut self) -> Result<Admit<'rt>, Rejection> {
         let Some(op) = self.op else {
             return Err(self.no_op());
         };
@@ -174,11 +191,10 @@ impl<'rt> Call<'rt> {
             None => None,
             Some(bh) => match bh.try_acquire() {
                 Some(p) => Some(p),
-                // Must queue: `admit` takes the breaker permit again.
-                None => return Ok(None),
+                None => return Ok(Admit::Queue(breaker, bh)),
             },
         };
-        Ok(Some(Admission { breaker, bulkhead }))
+        Ok(Admit::Ready(Admission { breaker, bulkhead }))
     }
 
     #[cold]
@@ -318,37 +334,24 @@ impl<'rt> Call<'rt> {
         ControlFlow::Continue(wake)
     }
 
-    /// Admits the next attempt: shutdown check, breaker permit, bulkhead permit.
+    /// Admits the next attempt: shutdown check, breaker permit, bulkhead permit (waiting
+    /// in the bulkhead's queue, within the call's deadline, if it is full).
     pub async fn admit(&mut self) -> Result<Admission<'rt>, Rejection> {
-        let Some(op) = self.op else {
-            return Err(self.no_op());
+        let (breaker, bh) = match self.admission()? {
+            Admit::Ready(admission) => return Ok(admission),
+            Admit::Queue(breaker, bh) => (breaker, bh),
         };
-        if !self.entered {
-            self.enter(op)?;
+        let deadline = self.deadline();
+        match tokio::time::timeout_at(deadline, bh.acquire()).await {
+            Ok(Ok(p)) => Ok(Admission {
+                breaker,
+                bulkhead: Some(p),
+            }),
+            Ok(Err(full)) => Err(full),
+            Err(_) => Err(Rejection::DeadlineExceeded {
+                deadline: self.total(),
+            }),
         }
-        let breaker = match &op.breaker {
-            Some(b) => Some(b.try_acquire()?),
-            None => None,
-        };
-        let bulkhead = match &op.bulkhead {
-            None => None,
-            Some(bh) => match bh.try_acquire() {
-                Some(p) => Some(p),
-                None => {
-                    let deadline = self.deadline();
-                    match tokio::time::timeout_at(deadline, bh.acquire()).await {
-                        Ok(Ok(p)) => Some(p),
-                        Ok(Err(full)) => return Err(full),
-                        Err(_) => {
-                            return Err(Rejection::DeadlineExceeded {
-                                deadline: self.total(),
-                            });
-                        }
-                    }
-                }
-            },
-        };
-        Ok(Admission { breaker, bulkhead })
     }
 
     /// Runs one attempt and decides what comes next: `Break` with the call's result, or

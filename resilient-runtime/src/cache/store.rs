@@ -380,7 +380,10 @@ impl<V: Clone + Send + Sync + 'static> FlightGuard<V> {
             }
         }
     }
+}
 
+impl<V> FlightGuard<V> {
+    /// Sets the flight's outcome (once), retires the flight and wakes its waiters.
     fn publish(&self, outcome: Shared<V>) {
         if self.flight.result.set(outcome).is_ok() {
             let mut flights = self.store.flights.lock().unwrap_or_else(|e| e.into_inner());
@@ -398,19 +401,9 @@ impl<V: Clone + Send + Sync + 'static> FlightGuard<V> {
 
 impl<V> Drop for FlightGuard<V> {
     fn drop(&mut self) {
-        if self.flight.result.get().is_none() {
-            // Cancelled mid-load: let one waiter take over rather than fail them all.
-            let _ = self.flight.result.set(Shared::Abandoned);
-            let mut flights = self.store.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if flights
-                .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                flights.remove(&self.key);
-            }
-            drop(flights);
-            self.flight.done.notify_waiters();
-        }
+        // Cancelled mid-load (a no-op once published): one waiter takes over rather than
+        // all of them failing.
+        self.publish(Shared::Abandoned);
     }
 }
 
