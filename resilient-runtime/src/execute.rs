@@ -111,8 +111,8 @@ pub struct Call<'rt> {
     deadline: Option<Instant>,
     entered: bool,
     final_class: Option<ErrorClass>,
-    /// When the call was first admitted, if metrics are on.
-    started: Option<Instant>,
+    /// Whether this call's latency is recorded (metrics on, and sampled).
+    timed: bool,
     /// The runtime records metrics.
     metrics: bool,
     /// The `in_flight` stripe this call counted itself in.
@@ -136,7 +136,7 @@ impl<'rt> Call<'rt> {
             deadline: None,
             entered: false,
             final_class: None,
-            started: None,
+            timed: false,
             metrics: rt.is_some_and(Runtime::metrics_enabled),
             stripe: 0,
         }
@@ -219,9 +219,7 @@ impl<'rt> Call<'rt> {
         if self.rt.is_some_and(Runtime::is_shutting_down) {
             return Err(Rejection::ShuttingDown);
         }
-        if self.metrics && self.rt.is_some_and(Runtime::latency_sampled) {
-            self.started = Some(Instant::now());
-        }
+        self.timed = self.metrics && self.rt.is_some_and(Runtime::latency_sampled);
         Ok(())
     }
 
@@ -435,11 +433,21 @@ impl<'rt> Call<'rt> {
                     .successes
                     .add(crate::metrics::striped::stripe(), 1, Ordering::Relaxed);
             }
-            if let Some(start) = self.started {
-                op.metrics.latency(start.elapsed());
+            if self.timed {
+                op.metrics.latency(self.latency());
             }
         }
         out
+    }
+
+    /// The call's latency, read from the deadline's start: the clock is first read when
+    /// the call first waits (for an attempt, the bulkhead or a backoff). A call that never
+    /// waited took no measurable time and costs no clock read.
+    fn latency(&self) -> std::time::Duration {
+        match self.deadline.and_then(|d| d.checked_sub(self.total())) {
+            Some(start) => start.elapsed(),
+            None => std::time::Duration::ZERO,
+        }
     }
 
     fn record_failure(&self, class: ErrorClass, describe: impl FnOnce() -> Option<String>) {

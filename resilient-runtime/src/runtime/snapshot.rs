@@ -51,7 +51,8 @@ pub struct OperationSnapshot {
     /// Counters since the last reset.
     pub metrics: Counters,
     /// Latency since the last reset (calls that reached the policy stack; cache hits
-    /// are counted by the cache, not timed).
+    /// are counted by the cache, not timed). Timing starts when a call first waits (for
+    /// its attempt, the bulkhead or a backoff): a call that never waited counts as 0.
     pub latency: LatencySummary,
     /// The operation's cache, once it has been used.
     pub cache: Option<CacheStats>,
