@@ -61,10 +61,12 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> syn::Result<Tok
 ///     let __resilient_rt = RuntimeRef::current();
 ///     let mut __resilient_call = Call::new(&__resilient_rt, &__RESILIENT_POLICY);
 ///     let __resilient_result = loop {
-///         let __resilient_admission = match __resilient_call.admit().await { .. };
+///         let __resilient_admission = match __resilient_call.try_admit() { .. admit().await .. };
 ///         let new = CloneForRetry::clone_for_retry(&new);
-///         if let Break(result) = __resilient_call.attempt(__resilient_admission, async { BODY }).await {
-///             break result;
+///         let outcome = __resilient_call.start_attempt(async { BODY }).await;
+///         match __resilient_call.end_attempt(__resilient_admission, outcome) {
+///             Break(result) => break result,
+///             Continue(wake) => sleep_until(wake).await,
 ///         }
 ///     };
 ///     __resilient_call.finish(__resilient_result)
@@ -224,22 +226,31 @@ fn attempt_future(ret: &Type, block: &syn::Block) -> TokenStream {
     }
 }
 
+/// `Result<Admission, Rejection>`: the synchronous admission when a bulkhead slot is
+/// free at once (no future to build), else the awaited one that queues.
+fn admission() -> TokenStream {
+    quote_spanned! {Span::mixed_site()=>
+        match __resilient_call.try_admit() {
+            ::resilient::__private::core::result::Result::Ok(
+                ::resilient::__private::core::option::Option::Some(admission),
+            ) => ::resilient::__private::core::result::Result::Ok(admission),
+            ::resilient::__private::core::result::Result::Ok(
+                ::resilient::__private::core::option::Option::None,
+            ) => __resilient_call.admit().await,
+            ::resilient::__private::core::result::Result::Err(rejection) => {
+                ::resilient::__private::core::result::Result::Err(rejection)
+            }
+        }
+    }
+}
+
 /// Runs attempts until the runtime stops asking for another.
 fn retry_loop(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
+    let admission = admission();
     quote_spanned! {Span::mixed_site()=>
         loop {
-            let __resilient_admission = match __resilient_call.try_admit() {
-                ::resilient::__private::core::result::Result::Ok(
-                    ::resilient::__private::core::option::Option::Some(admission),
-                ) => admission,
-                ::resilient::__private::core::result::Result::Ok(
-                    ::resilient::__private::core::option::Option::None,
-                ) => match __resilient_call.admit().await {
-                    ::resilient::__private::core::result::Result::Ok(admission) => admission,
-                    ::resilient::__private::core::result::Result::Err(rejection) => {
-                        break ::resilient::__private::rejected(rejection);
-                    }
-                },
+            let __resilient_admission = match #admission {
+                ::resilient::__private::core::result::Result::Ok(admission) => admission,
                 ::resilient::__private::core::result::Result::Err(rejection) => {
                     break ::resilient::__private::rejected(rejection);
                 }
@@ -259,17 +270,19 @@ fn retry_loop(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
 /// One attempt, without a loop: with no retry the arguments are not cloned, and a body
 /// that moves one would not compile inside a loop.
 ///
-/// `Call::attempt` asks for another attempt only while the policy's `max_retries` allows
-/// one, and this policy is the `static` above, built with none; so `Continue` cannot
-/// happen unless the runtime starts overriding retries at run time.
+/// `Call::end_attempt` asks for another attempt only while the policy's `max_retries`
+/// allows one, and this policy is the `static` above, built with none; so `Continue`
+/// cannot happen unless the runtime starts overriding retries at run time.
 fn single_attempt(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
+    let admission = admission();
     quote_spanned! {Span::mixed_site()=>
-        match __resilient_call.admit().await {
+        match #admission {
             ::resilient::__private::core::result::Result::Ok(__resilient_admission) => {
                 #rebind
-                match __resilient_call.attempt(__resilient_admission, #attempt).await {
+                let __resilient_outcome = __resilient_call.start_attempt(#attempt).await;
+                match __resilient_call.end_attempt(__resilient_admission, __resilient_outcome) {
                     ::resilient::__private::core::ops::ControlFlow::Break(result) => result,
-                    ::resilient::__private::core::ops::ControlFlow::Continue(()) => {
+                    ::resilient::__private::core::ops::ControlFlow::Continue(_) => {
                         ::resilient::__private::core::unreachable!(
                             "the runtime retried an operation declared without retries"
                         )

@@ -100,7 +100,7 @@ impl Admission<'_> {
 
 /// One call of one operation: the state the retry loop carries between attempts.
 ///
-/// Generated code drives it as `admit` → `attempt` → … → `finish`; the loop itself is
+/// Generated code drives it as `try_admit`/`admit` → `start_attempt` → `end_attempt` → … → `finish`; the loop itself is
 /// emitted inline by the macro, so that each attempt can borrow `&mut self` afresh.
 #[derive(Debug)]
 pub struct Call<'rt> {
@@ -349,27 +349,6 @@ impl<'rt> Call<'rt> {
             Err(_) => Err(Rejection::DeadlineExceeded {
                 deadline: self.total(),
             }),
-        }
-    }
-
-    /// Runs one attempt and decides what comes next: `Break` with the call's result, or
-    /// `Continue` after the backoff sleep, for another attempt.
-    pub async fn attempt<T, E, F>(
-        &mut self,
-        admission: Admission<'rt>,
-        fut: F,
-    ) -> ControlFlow<Result<T, Failure<E>>>
-    where
-        E: ClassifyError,
-        F: Future<Output = Result<T, E>>,
-    {
-        let outcome = self.start_attempt(fut).await;
-        match self.end_attempt(admission, outcome) {
-            ControlFlow::Break(result) => ControlFlow::Break(result),
-            ControlFlow::Continue(wake) => {
-                tokio::time::sleep_until(wake).await;
-                ControlFlow::Continue(())
-            }
         }
     }
 
