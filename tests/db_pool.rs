@@ -87,6 +87,28 @@ async fn named_pools_set_application_name_and_statement_timeout() {
     .await;
 }
 
+/// A runtime with a pool `good` on `db` (breaker `database`) and a pool `down` on a port
+/// nothing listens on (breaker `replica`), both breakers configured with `breaker`.
+fn good_and_down(db: &TestDb, breaker: BreakerConfig, acquire: Duration) -> Runtime {
+    let down = format!(
+        "postgres://postgres@127.0.0.1:{}/app",
+        support::closed_port()
+    );
+    builder()
+        .breaker("database", breaker)
+        .breaker("replica", breaker)
+        .database("good", db.config())
+        .database(
+            "down",
+            DbConfig::parse(&down)
+                .unwrap()
+                .acquire_timeout(acquire)
+                .breaker(Some("replica")),
+        )
+        .build()
+        .unwrap()
+}
+
 /// `check` reports health and latency; `probe` records into the breaker when closed,
 /// takes the half-open trial once the reset timeout has passed, and leaves an open
 /// breaker alone before that.
@@ -100,23 +122,7 @@ async fn health_checks_and_probes_feed_the_breaker() {
         half_open_max_calls: 1,
         ..BreakerConfig::DEFAULT
     };
-    let down = format!(
-        "postgres://postgres@127.0.0.1:{}/app",
-        support::closed_port()
-    );
-    let rt = builder()
-        .breaker("database", fast)
-        .breaker("replica", fast)
-        .database("good", db.config())
-        .database(
-            "down",
-            DbConfig::parse(&down)
-                .unwrap()
-                .acquire_timeout(Duration::from_millis(200))
-                .breaker(Some("replica")),
-        )
-        .build()
-        .unwrap();
+    let rt = good_and_down(&db, fast, Duration::from_millis(200));
     let good = rt.pool("good").unwrap();
     let bad = rt.pool("down").unwrap();
 
@@ -174,23 +180,7 @@ async fn the_monitor_probes_breakers_without_traffic() {
         half_open_successes: 1,
         ..BreakerConfig::DEFAULT
     };
-    let down = format!(
-        "postgres://postgres@127.0.0.1:{}/app",
-        support::closed_port()
-    );
-    let rt = builder()
-        .breaker("database", config)
-        .breaker("replica", config)
-        .database("good", db.config())
-        .database(
-            "down",
-            DbConfig::parse(&down)
-                .unwrap()
-                .acquire_timeout(Duration::from_millis(100))
-                .breaker(Some("replica")),
-        )
-        .build()
-        .unwrap();
+    let rt = good_and_down(&db, config, Duration::from_millis(100));
     rt.breaker("database").unwrap().force_open();
     let monitor =
         rt.start_health_monitor(MonitorConfig::DEFAULT.interval(Duration::from_millis(50)));

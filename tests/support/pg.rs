@@ -210,23 +210,28 @@ impl TestDb {
     }
 }
 
+/// Runs `sql` as the admin, best effort, from `Drop`: which may run inside a tokio
+/// runtime, so on a thread with a runtime of its own.
+fn admin_cleanup(sql: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let mut conn = AsyncPgConnection::establish(&admin_url()).await.ok()?;
+            conn.batch_execute(&sql).await.ok()
+        })
+    })
+    .join();
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop may run inside a tokio runtime: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = AsyncPgConnection::establish(&admin_url()).await.ok()?;
-                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        admin_cleanup(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
@@ -250,20 +255,7 @@ impl TestRole {
 
 impl Drop for TestRole {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = AsyncPgConnection::establish(&admin_url()).await.ok()?;
-                // Objects it owns were dropped with its test database.
-                conn.batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        // Objects it owns were dropped with its test database.
+        admin_cleanup(format!("DROP ROLE IF EXISTS {}", self.name));
     }
 }
