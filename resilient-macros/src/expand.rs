@@ -306,7 +306,11 @@ fn single_attempt(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
 /// Output, where `RUN` is the retry loop (or the single attempt):
 ///
 /// ```text
-/// let __resilient_result = match __resilient_call.cache_enter(CacheKey::new().lit("user:").part(&id)).await {
+/// let __resilient_key = CacheKey::new().lit("user:").part(&id);
+/// let __resilient_result = match match __resilient_call.cache_probe(&__resilient_key) {
+///     Ok(fresh) => CacheEnter::Done(Ok(fresh)),
+///     Err(stale) => __resilient_call.cache_join(__resilient_key, stale).await,
+/// } {
 ///     CacheEnter::Done(result) => result,
 ///     CacheEnter::Load(__resilient_load) => {
 ///         let __resilient_result = RUN;
@@ -315,8 +319,9 @@ fn single_attempt(rebind: &TokenStream, attempt: &TokenStream) -> TokenStream {
 /// };
 /// ```
 ///
-/// A hit flows into the same `finish` (and fallback) as a load, so both end alike. The key
-/// is built before the body runs, from the arguments as the caller passed them.
+/// A fresh hit is answered synchronously (no single-flight future is built), and flows
+/// into the same `finish` (and fallback) as a load, so both end alike. The key is built
+/// before the body runs, from the arguments as the caller passed them.
 fn cached_run(op: &Operation, cache: &Template, run: &TokenStream) -> TokenStream {
     let m = Span::mixed_site();
     let key = key_expr(cache, &op.func);
@@ -332,17 +337,26 @@ fn cached_run(op: &Operation, cache: &Template, run: &TokenStream) -> TokenStrea
     // Located at the cached type, like `assert_cacheable`: the errors of a type that is
     // not `Send` or `Sync` then all point there instead of at the attribute.
     let at = m.located_at(result_ok_type(ret).unwrap_or(ret).span());
-    let enter = quote_spanned!(at=> __resilient_call.cache_enter(#key));
+    let probe = quote_spanned!(at=> __resilient_call.cache_probe(&__resilient_key));
+    let join = quote_spanned!(at=> __resilient_call.cache_join(__resilient_key, stale));
     let store = quote_spanned!(at=> __resilient_call.cache_store);
-    quote_spanned! {m=>
-        match #enter.await {
+    quote_spanned! {m=> {
+        let __resilient_key = #key;
+        match match #probe {
+            ::resilient::__private::core::result::Result::Ok(fresh) => {
+                ::resilient::__private::CacheEnter::Done(
+                    ::resilient::__private::core::result::Result::Ok(fresh),
+                )
+            }
+            ::resilient::__private::core::result::Result::Err(stale) => #join.await,
+        } {
             ::resilient::__private::CacheEnter::Done(result) => result,
             ::resilient::__private::CacheEnter::Load(__resilient_load) => {
                 let __resilient_result = #run;
                 #store(__resilient_load, __resilient_result, #negative)
             }
         }
-    }
+    }}
 }
 
 /// The write path: keys to invalidate, built before the body runs (it may move the
@@ -890,9 +904,11 @@ mod tests {
         let key = ":: resilient :: __private :: CacheKey :: new () . lit (\"user:\") . part (& id) \
                    . lit (\":\") . part (& org_id)";
         assert!(
-            out.contains(&format!(
-                "match __resilient_call . cache_enter ({key}) . await"
-            )),
+            out.contains(&format!("{{ let __resilient_key = {key} ;")),
+            "{out}"
+        );
+        assert!(
+            out.contains("match match __resilient_call . cache_probe (& __resilient_key)"),
             "{out}"
         );
         assert!(
@@ -935,6 +951,6 @@ mod tests {
             ),
             "{out}"
         );
-        assert!(!out.contains("cache_enter"), "{out}");
+        assert!(!out.contains("cache_probe"), "{out}");
     }
 }

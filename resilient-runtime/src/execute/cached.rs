@@ -67,17 +67,6 @@ impl<'rt> Call<'rt> {
         }
     }
 
-    /// Looks `key` up; on a miss, joins (or leads) the single flight for it.
-    pub async fn cache_enter<V, E>(&mut self, key: CacheKey) -> CacheEnter<V, E>
-    where
-        V: Clone + Send + Sync + 'static,
-    {
-        match self.cache_probe(&key) {
-            Ok(v) => CacheEnter::Done(Ok(v)),
-            Err(stale) => self.cache_join(key, stale).await,
-        }
-    }
-
     /// After a miss of [`cache_probe`](Self::cache_probe): joins (or leads) the single
     /// flight for `key`.
     pub async fn cache_join<V, E>(&mut self, key: CacheKey, stale: Option<V>) -> CacheEnter<V, E>
