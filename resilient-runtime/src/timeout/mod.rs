@@ -6,9 +6,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::Rejection;
+
+mod wheel;
+
+use wheel::Timer;
+pub use wheel::timer_drivers;
 
 /// `now + d`, saturating far into the future instead of overflowing.
 pub(crate) fn instant_after(now: Instant, d: Duration) -> Instant {
@@ -51,13 +56,13 @@ pin_project_lite::pin_project! {
     /// its first poll: most successful database round trips still go pending, but a
     /// cache or a ready future pays nothing. The call's deadline starts on the first
     /// pending poll of the whole call (`deadline` is shared with the bulkhead wait and
-    /// the backoff sleeps).
+    /// the backoff sleeps). The timer is the thread's shared one (see [`wheel`]), not a
+    /// tokio `Sleep` per attempt.
     pub struct Limited<'a, F> {
         // `None` once finished or cancelled.
         #[pin]
         fut: Option<F>,
-        #[pin]
-        sleep: Option<Sleep>,
+        timer: Option<Timer>,
         timeout: Duration,
         total: Duration,
         deadline: &'a mut Option<Instant>,
@@ -86,7 +91,7 @@ impl<'a, F: Future> Limited<'a, F> {
     ) -> Self {
         Limited {
             fut: Some(fut),
-            sleep: None,
+            timer: None,
             timeout,
             total,
             deadline,
@@ -116,21 +121,24 @@ impl<F: Future> Future for Limited<'_, F> {
             this.fut.set(None);
             return Poll::Ready(Ok(v));
         }
-        if this.sleep.is_none() {
-            let now = Instant::now();
-            let deadline = *this
-                .deadline
-                .get_or_insert_with(|| instant_after(now, *this.total));
-            let attempt_end = instant_after(now, *this.timeout);
-            // On a tie the attempt's own timeout is the cause: a derived deadline is
-            // exactly every attempt's timeout plus every sleep, so the last attempt's
-            // timeout and the deadline fall on the same instant.
-            *this.by_deadline = deadline < attempt_end;
-            let end = deadline.min(attempt_end);
-            this.sleep.set(Some(tokio::time::sleep_until(end)));
-        }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            ready!(sleep.poll(cx));
+        match this.timer {
+            Some(timer) => ready!(timer.poll_expired(cx)),
+            None => {
+                let now = Instant::now();
+                let deadline = *this
+                    .deadline
+                    .get_or_insert_with(|| instant_after(now, *this.total));
+                let attempt_end = instant_after(now, *this.timeout);
+                // On a tie the attempt's own timeout is the cause: a derived deadline is
+                // exactly every attempt's timeout plus every sleep, so the last attempt's
+                // timeout and the deadline fall on the same instant.
+                *this.by_deadline = deadline < attempt_end;
+                let end = deadline.min(attempt_end);
+                if end > now {
+                    *this.timer = Some(Timer::arm(end, cx.waker()));
+                    return Poll::Pending;
+                }
+            }
         }
         let mut fut = this.fut;
         drop_cancelled(|| fut.set(None));
