@@ -114,6 +114,8 @@ struct BreakerModel {
 struct ModelPermit {
     state: BreakerState,
     epoch: u64,
+    /// Failures counted when the permit was issued.
+    failures: u32,
 }
 
 impl BreakerModel {
@@ -177,6 +179,7 @@ impl BreakerModel {
         Some(ModelPermit {
             state: self.state,
             epoch: self.epoch,
+            failures: self.failures,
         })
     }
 
@@ -206,6 +209,9 @@ impl BreakerModel {
         }
         match (self.state, outcome) {
             (BreakerState::Closed, Outcome::Ignore) => {}
+            // A success lowers the count only if failures were counted at issue.
+            (BreakerState::Closed, Outcome::Success)
+                if permit.failures == 0 && self.config.window.is_none() => {}
             (BreakerState::Closed, Outcome::Success) => {
                 if self.window_trips(false) {
                     self.enter(BreakerState::Open);

@@ -8,7 +8,9 @@
 //!
 //! The whole state lives in one `AtomicU64` (state, generation, failure count or
 //! half-open counters), so there is no lock anywhere, and a call through a healthy
-//! breaker (closed, no failures counted, no window) only loads it.
+//! breaker (closed, no failures counted, no window) only loads it, once, when its permit
+//! is issued. A success lowers the failure count by one when failures were counted at
+//! the time its permit was issued.
 
 mod error;
 mod outcome;

@@ -5,13 +5,23 @@ use super::permit::Outcome;
 use super::state::{BreakerState, Word};
 
 impl CircuitBreaker {
+    /// Whether `outcome` of a permit issued under `issued` needs no look at the breaker:
+    /// an ignored closed-state call, or a closed-state success when no failure was
+    /// counted at issue and no failure-rate window needs feeding. The healthy path then
+    /// touches the breaker's word once, to read it when the permit is issued.
+    #[inline]
+    pub(super) fn changes_nothing(&self, issued: Word, outcome: Outcome) -> bool {
+        issued.state() == BreakerState::Closed
+            && match outcome {
+                Outcome::Ignore => true,
+                Outcome::Success => issued.failures() == 0 && self.window.is_none(),
+                Outcome::Failure => false,
+            }
+    }
+
     /// Applies one permit's outcome, unless the breaker has left the state and generation
     /// the permit was issued under.
     pub(super) fn settle(&self, issued: Word, outcome: Outcome) {
-        // An ignored closed-state call changes nothing: skip even the load.
-        if outcome == Outcome::Ignore && issued.state() == BreakerState::Closed {
-            return;
-        }
         let mut word = self.load();
         if !word.same_epoch(issued) {
             return;

@@ -73,10 +73,13 @@ impl<'a> BreakerPermit<'a> {
         self.settle(outcome);
     }
 
+    #[inline]
     fn settle(&mut self, outcome: Outcome) {
         if !self.settled {
             self.settled = true;
-            self.breaker.settle(self.issued, outcome);
+            if !self.breaker.changes_nothing(self.issued, outcome) {
+                self.breaker.settle(self.issued, outcome);
+            }
         }
     }
 }
