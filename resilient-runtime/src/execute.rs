@@ -115,7 +115,7 @@ pub struct Call<'rt> {
     timed: bool,
     /// The runtime records metrics.
     metrics: bool,
-    /// The `in_flight` stripe this call counted itself in.
+    /// This thread's stripe of the striped counters, read once per call.
     stripe: usize,
 }
 
@@ -138,7 +138,7 @@ impl<'rt> Call<'rt> {
             final_class: None,
             timed: false,
             metrics: rt.is_some_and(Runtime::metrics_enabled),
-            stripe: 0,
+            stripe: crate::metrics::striped::stripe(),
         }
     }
 
@@ -213,7 +213,6 @@ impl<'rt> Call<'rt> {
         // reads the count (all SeqCst). Either shutdown sees this call and waits for it,
         // or this call sees the flag and leaves (its `Drop` uncounts it): none slips
         // past the drain.
-        self.stripe = crate::metrics::striped::stripe();
         op.in_flight.add(self.stripe, 1, Ordering::SeqCst);
         self.entered = true;
         if self.rt.is_some_and(Runtime::is_shutting_down) {
@@ -377,19 +376,35 @@ impl<'rt> Call<'rt> {
     }
 
     /// Ends the call: records its outcome and converts a rejection into the user's error type.
+    #[inline]
     pub fn finish<T, E: FromRejection + ClassifyError>(
         &mut self,
         result: Result<T, Failure<E>>,
     ) -> Result<T, E> {
-        let out = match result {
-            Ok(v) => Ok(v),
-            Err(Failure::Inner(e)) => {
+        match result {
+            Ok(v) => {
+                if let Some(op) = self.op {
+                    op.metrics.successes.add(self.stripe, 1, Ordering::Relaxed);
+                    if self.timed {
+                        op.metrics.latency(self.latency());
+                    }
+                }
+                Ok(v)
+            }
+            Err(failure) => Err(self.finish_failed(failure)),
+        }
+    }
+
+    #[inline(never)]
+    fn finish_failed<E: FromRejection + ClassifyError>(&mut self, failure: Failure<E>) -> E {
+        let out = match failure {
+            Failure::Inner(e) => {
                 let class = e.class();
                 self.final_class = Some(class);
                 self.record_failure(class, || e.describe());
-                Err(e)
+                e
             }
-            Err(Failure::Rejected(r)) => {
+            Failure::Rejected(r) => {
                 // A waiter's outcome is the loader's: a shared "not found" stays a caller error.
                 let class = match r {
                     Rejection::SharedLoadFailed { class, .. } => class,
@@ -403,18 +418,11 @@ impl<'rt> Call<'rt> {
                 // own transition was already logged once at warn.
                 tracing::debug!(operation = self.policy.name(), rejection = %r, "call rejected");
                 self.record_failure(class, || Some(r.to_string()));
-                Err(E::from(r))
+                E::from(r)
             }
         };
-        if let Some(op) = self.op {
-            if out.is_ok() {
-                op.metrics
-                    .successes
-                    .add(crate::metrics::striped::stripe(), 1, Ordering::Relaxed);
-            }
-            if self.timed {
-                op.metrics.latency(self.latency());
-            }
+        if let (Some(op), true) = (self.op, self.timed) {
+            op.metrics.latency(self.latency());
         }
         out
     }
