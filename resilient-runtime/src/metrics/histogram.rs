@@ -71,14 +71,21 @@ impl AtomicHistogram {
         counts
     }
 
-    /// Builds an hdrhistogram of the counts above `baseline` (same length, or empty).
-    pub(crate) fn summary_since(&self, baseline: &[u64]) -> LatencySummary {
+    /// Builds an hdrhistogram of the counts above `baseline` (same length, or empty),
+    /// with the calls that never waited: those of `timed` calls not recorded, which took
+    /// no measurable time (see [`OpMetrics::latency`](super::OpMetrics::latency)).
+    pub(crate) fn summary_since(&self, baseline: &[u64], timed: u64) -> LatencySummary {
         let mut h = match Histogram::<u64>::new(3) {
             Ok(h) => h,
             Err(_) => return LatencySummary::default(),
         };
-        for (i, b) in self.counts().into_iter().enumerate() {
-            let n = b.saturating_sub(baseline.get(i).copied().unwrap_or(0));
+        let mut counts = self.counts();
+        for (c, b) in counts.iter_mut().zip(baseline) {
+            *c = c.saturating_sub(*b);
+        }
+        let recorded: u64 = counts.iter().sum();
+        counts[0] += timed.saturating_sub(recorded);
+        for (i, n) in counts.into_iter().enumerate() {
             if n > 0 {
                 // Record the bucket's midpoint: the error stays within half a bucket.
                 let lo = Self::lower(i);
@@ -161,7 +168,7 @@ mod tests {
         for ms in 1..=1000u64 {
             h.record(Duration::from_millis(ms));
         }
-        let s = h.summary_since(&[]);
+        let s = h.summary_since(&[], 0);
         assert_eq!(s.count, 1000);
         for (got, want) in [
             (s.p50_ms, 500.0),
@@ -174,6 +181,19 @@ mod tests {
         }
         let base = h.counts();
         h.record(Duration::from_millis(5));
-        assert_eq!(h.summary_since(&base).count, 1);
+        assert_eq!(h.summary_since(&base, 0).count, 1);
+    }
+
+    #[test]
+    fn calls_that_never_waited_count_as_zero() {
+        let h = AtomicHistogram::new();
+        for _ in 0..10 {
+            h.record(Duration::from_millis(8));
+        }
+        // 30 timed calls, 10 recorded: 20 took no measurable time.
+        let s = h.summary_since(&[], 30);
+        assert_eq!(s.count, 30);
+        assert_eq!((s.min_ms, s.p50_ms), (0.0, 0.0));
+        assert!(s.p90_ms > 7.0 && s.max_ms > 7.0, "{s:?}");
     }
 }

@@ -378,7 +378,7 @@ impl RuntimeBuilder {
                     .bulkhead_spec()
                     .and_then(|s| bulkheads.get(s.name()).cloned()),
                 in_flight: Default::default(),
-                metrics: OpMetrics::new(!self.metrics_disabled),
+                metrics: OpMetrics::new(!self.metrics_disabled, self.latency_sample.unwrap_or(1)),
                 cache: OnceLock::new(),
                 cache_config: p.cache_spec().map(|spec| StoreConfig {
                     name: p.name(),
