@@ -85,6 +85,7 @@ pub struct Admission<'rt> {
 }
 
 impl Admission<'_> {
+    #[inline]
     fn record(self, class: Option<ErrorClass>) {
         // The bulkhead slot goes back first: a failed attempt must not hold it while
         // the breaker logs or the retry sleeps.
@@ -459,6 +460,7 @@ impl<'rt> Call<'rt> {
 }
 
 impl Drop for Call<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let (true, Some(op), Some(rt)) = (self.entered, self.op, self.rt) {
             op.in_flight.sub(self.stripe, 1, Ordering::SeqCst);

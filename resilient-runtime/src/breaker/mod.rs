@@ -182,8 +182,18 @@ impl CircuitBreaker {
     /// its first trial. Half-open: granted while fewer than
     /// [`half_open_max_calls`](BreakerConfig::half_open_max_calls) trials are running,
     /// rejected otherwise.
+    #[inline]
     pub fn try_acquire(&self) -> Result<BreakerPermit<'_>, Rejection> {
-        let mut word = self.load();
+        let word = self.load();
+        if word.state() == BreakerState::Closed {
+            return Ok(BreakerPermit::new(self, word));
+        }
+        self.try_acquire_slow(word)
+    }
+
+    /// [`try_acquire`](Self::try_acquire) when the breaker is not closed.
+    #[inline(never)]
+    fn try_acquire_slow(&self, mut word: Word) -> Result<BreakerPermit<'_>, Rejection> {
         loop {
             let next = match word.state() {
                 BreakerState::Closed => return Ok(BreakerPermit::new(self, word)),
@@ -264,6 +274,7 @@ impl CircuitBreaker {
         }
     }
 
+    #[inline]
     fn load(&self) -> Word {
         Word::from_raw(self.word.0.load(Ordering::Acquire))
     }

@@ -32,6 +32,7 @@ pub struct BreakerPermit<'a> {
 }
 
 impl<'a> BreakerPermit<'a> {
+    #[inline]
     pub(super) fn new(breaker: &'a CircuitBreaker, issued: Word) -> Self {
         Self {
             breaker,
@@ -47,6 +48,7 @@ impl<'a> BreakerPermit<'a> {
     }
 
     /// The call succeeded.
+    #[inline]
     pub fn success(mut self) {
         self.settle(Outcome::Success);
     }
@@ -85,6 +87,7 @@ impl<'a> BreakerPermit<'a> {
 }
 
 impl Drop for BreakerPermit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.settle(Outcome::Ignore);
     }

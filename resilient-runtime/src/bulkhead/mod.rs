@@ -142,6 +142,7 @@ impl Bulkhead {
     /// Refusing while others wait keeps the queue fair: a caller that never queues
     /// must not take the slot a waiter is about to be handed. A refusal here is not
     /// counted in [`rejected`](Self::rejected).
+    #[inline]
     pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
         if self.waiting.load(SeqCst) == 0 && self.take_slot() {
             Some(BulkheadPermit { bulkhead: self })
@@ -213,6 +214,7 @@ impl Bulkhead {
     ///
     /// SeqCst because the lost-wakeup argument in `acquire.rs` orders this against
     /// the `waiting` counter.
+    #[inline]
     fn take_slot(&self) -> bool {
         let mut current = self.executing.load(Relaxed);
         loop {
@@ -233,6 +235,7 @@ impl Bulkhead {
     }
 
     /// Gives a slot back: one RMW and one load when nobody waits.
+    #[inline]
     fn release(&self) {
         self.executing.fetch_sub(1, SeqCst);
         if self.waiting.load(SeqCst) != 0 {
@@ -269,6 +272,7 @@ impl fmt::Debug for Bulkhead {
 }
 
 impl Drop for BulkheadPermit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.bulkhead.release();
     }

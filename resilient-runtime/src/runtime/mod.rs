@@ -164,6 +164,7 @@ impl Runtime {
     }
 
     /// Whether [`shutdown`](Runtime::shutdown) has begun.
+    #[inline]
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::SeqCst)
     }
@@ -179,6 +180,7 @@ impl Runtime {
     }
 
     /// Whether calls record metrics (see [`RuntimeBuilder::metrics`]).
+    #[inline]
     pub fn metrics_enabled(&self) -> bool {
         self.inner.metrics_enabled
     }
@@ -224,6 +226,7 @@ impl Runtime {
         self.inner.ops.get(slot).and_then(Option::as_ref)
     }
 
+    #[inline]
     pub(crate) fn op(&self, policy: &'static Policy) -> Option<&OpState> {
         self.inner
             .ops
@@ -268,6 +271,7 @@ pub enum RuntimeRef {
 
 impl RuntimeRef {
     /// The current runtime.
+    #[inline]
     pub fn current() -> RuntimeRef {
         CURRENT
             .try_with(|rt| RuntimeRef::Scoped(rt.clone()))
@@ -275,6 +279,7 @@ impl RuntimeRef {
     }
 
     /// The runtime, if there is one.
+    #[inline]
     pub fn get(&self) -> Option<&Runtime> {
         match self {
             RuntimeRef::Global(rt) => Some(rt),

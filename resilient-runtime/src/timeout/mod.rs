@@ -124,18 +124,11 @@ impl<F: Future> Future for Limited<'_, F> {
         match this.timer {
             Some(timer) => ready!(timer.poll_expired(cx)),
             None => {
-                let now = Instant::now();
-                let deadline = *this
-                    .deadline
-                    .get_or_insert_with(|| instant_after(now, *this.total));
-                let attempt_end = instant_after(now, *this.timeout);
-                // On a tie the attempt's own timeout is the cause: a derived deadline is
-                // exactly every attempt's timeout plus every sleep, so the last attempt's
-                // timeout and the deadline fall on the same instant.
-                *this.by_deadline = deadline < attempt_end;
-                let end = deadline.min(attempt_end);
-                if end > now {
-                    *this.timer = Some(Timer::arm(end, cx.waker()));
+                let (timer, by_deadline) =
+                    arm(this.deadline, *this.total, *this.timeout, cx.waker());
+                *this.by_deadline = by_deadline;
+                if timer.is_some() {
+                    *this.timer = timer;
                     return Poll::Pending;
                 }
             }
@@ -152,6 +145,27 @@ impl<F: Future> Future for Limited<'_, F> {
             }
         }))
     }
+}
+
+/// Starts the clock for an attempt that went pending: the call's deadline if it has not
+/// started yet, and a timer for whichever ends first, the attempt's timeout or the
+/// deadline (`true`: the deadline). No timer when that end has already passed.
+#[inline(never)]
+fn arm(
+    deadline: &mut Option<Instant>,
+    total: Duration,
+    timeout: Duration,
+    waker: &std::task::Waker,
+) -> (Option<Timer>, bool) {
+    let now = Instant::now();
+    let deadline = *deadline.get_or_insert_with(|| instant_after(now, total));
+    let attempt_end = instant_after(now, timeout);
+    // On a tie the attempt's own timeout is the cause: a derived deadline is exactly
+    // every attempt's timeout plus every sleep, so the last attempt's timeout and the
+    // deadline fall on the same instant.
+    let by_deadline = deadline < attempt_end;
+    let end = deadline.min(attempt_end);
+    ((end > now).then(|| Timer::arm(end, waker)), by_deadline)
 }
 
 /// Runs `fut` for at most `timeout`: the seed's `withTimeout`.
