@@ -85,7 +85,7 @@ pub struct Admission<'rt> {
 }
 
 impl Admission<'_> {
-    #[inline]
+    #[inline(always)]
     fn record(self, class: Option<ErrorClass>) {
         // The bulkhead slot goes back first: a failed attempt must not hold it while
         // the breaker logs or the retry sleeps.
@@ -166,7 +166,7 @@ impl<'rt> Call<'rt> {
 
     /// The admission when it needs no waiting: `Ok(None)` when the bulkhead has no free
     /// slot, and [`admit`](Self::admit) must be awaited instead.
-    #[inline]
+    #[inline(always)]
     pub fn try_admit(&mut self) -> Result<Option<Admission<'rt>>, Rejection> {
         match self.admission()? {
             Admit::Ready(admission) => Ok(Some(admission)),
@@ -176,7 +176,7 @@ impl<'rt> Call<'rt> {
     }
 
     /// Shutdown check and breaker permit, then a bulkhead slot if one is free at once.
-    #[inline]
+    #[inline(always)]
     fn admission(&mut self) -> Result<Admit<'rt>, Rejection> {
         let Some(op) = self.op else {
             return Err(self.no_op());
@@ -208,7 +208,7 @@ impl<'rt> Call<'rt> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn enter(&mut self, op: &'rt OpState) -> Result<(), Rejection> {
         // Count the call first, then check the flag; shutdown sets the flag first, then
         // reads the count (all SeqCst). Either shutdown sees this call and waits for it,
@@ -250,7 +250,7 @@ impl<'rt> Call<'rt> {
     /// Ends an attempt started with [`start_attempt`](Self::start_attempt): `Break` with
     /// the call's result, or `Continue` with the instant to sleep until before the next
     /// attempt.
-    #[inline]
+    #[inline(always)]
     pub fn end_attempt<T, E: ClassifyError>(
         &mut self,
         admission: Admission<'rt>,

@@ -252,6 +252,7 @@ impl Bulkhead {
 }
 
 /// Keeps `peak` at least `value`, without an RMW when the peak is already higher.
+#[inline]
 fn raise_peak(peak: &AtomicUsize, value: usize) {
     if value > peak.load(Relaxed) {
         peak.fetch_max(value, Relaxed);

@@ -390,3 +390,107 @@ fn builder_resizes_builtin_bulkheads() {
     assert_eq!(rt.bulkhead("write").map(|b| b.max_concurrent()), Some(20));
     assert_eq!(rt.bulkhead("report").map(|b| b.max_concurrent()), Some(5));
 }
+
+/// A subscriber that keeps the stack of entered spans per thread, so that
+/// `Span::current()` works, and counts the spans created.
+mod span_stack {
+    use std::cell::RefCell;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    thread_local! {
+        static STACK: RefCell<Vec<Id>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[derive(Default)]
+    pub(super) struct Stack {
+        next: AtomicU64,
+        pub(super) spans: Mutex<Vec<&'static Metadata<'static>>>,
+    }
+
+    impl Subscriber for Stack {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut spans = self.spans.lock().unwrap();
+            spans.push(span.metadata());
+            Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, span: &Id) {
+            STACK.with(|s| s.borrow_mut().push(span.clone()));
+        }
+        fn exit(&self, _: &Id) {
+            STACK.with(|s| s.borrow_mut().pop());
+        }
+        fn current_span(&self) -> tracing_core::span::Current {
+            let spans = self.spans.lock().unwrap();
+            STACK.with(|s| match s.borrow().last() {
+                Some(id) => tracing_core::span::Current::new(
+                    id.clone(),
+                    spans[(id.into_u64() - 1) as usize],
+                ),
+                None => tracing_core::span::Current::none(),
+            })
+        }
+    }
+}
+
+#[test]
+fn every_attempt_runs_inside_its_span_when_a_subscriber_listens() {
+    let subscriber = Arc::new(span_stack::Stack::default());
+    let _default = tracing::subscriber::set_default(subscriber.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let seen = rt.block_on(async {
+        let runtime = Runtime::builder().register(&RETRY5).build().unwrap();
+        let calls = AtomicU32::new(0);
+        let mut seen = Vec::new();
+        let out: Result<u32, E> = runtime
+            .execute(&RETRY5, || {
+                let n = calls.fetch_add(1, Ordering::Relaxed);
+                seen.push(tracing::Span::current().metadata().map(|m| m.name()));
+                async move {
+                    // Suspends, so the span is entered again on the next poll.
+                    tokio::task::yield_now().await;
+                    let inside = tracing::Span::current().metadata().map(|m| m.name());
+                    assert_eq!(
+                        inside,
+                        Some("resilient"),
+                        "attempt {n} polled outside its span"
+                    );
+                    if n == 0 {
+                        Err(E::Class(ErrorClass::Transient))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(out, Ok(1));
+        seen
+    });
+    // The closure builds the future outside the span; the span wraps its polls.
+    assert_eq!(seen, vec![None, None]);
+    let names: Vec<_> = subscriber
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.name())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["resilient", "resilient"],
+        "one span per attempt"
+    );
+}

@@ -422,6 +422,7 @@ impl Policy {
         self.fallback
     }
 
+    #[inline]
     pub(crate) fn slot(&self) -> usize {
         self.slot.load(Ordering::Relaxed)
     }

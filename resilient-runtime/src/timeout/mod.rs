@@ -111,9 +111,29 @@ impl<'a, F: Future> Limited<'a, F> {
 impl<F: Future> Future for Limited<'_, F> {
     type Output = Result<F::Output, Rejection>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Entering a span (even checking for one inside the poll) keeps the poll from
+        // being inlined into the caller's state machine: the enabled case goes out of line.
+        if self.span.is_disabled() {
+            self.poll_attempt(cx)
+        } else {
+            self.poll_in_span(cx)
+        }
+    }
+}
+
+impl<F: Future> Limited<'_, F> {
+    #[inline(never)]
+    fn poll_in_span(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<<Self as Future>::Output> {
+        let span = self.span.clone();
+        let _entered = span.enter();
+        self.poll_attempt(cx)
+    }
+
+    #[inline(always)]
+    fn poll_attempt(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<<Self as Future>::Output> {
         let mut this = self.project();
-        let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
         let Some(fut) = this.fut.as_mut().as_pin_mut() else {
             return Poll::Pending;
         };
