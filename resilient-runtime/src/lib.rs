@@ -18,6 +18,7 @@ pub mod db;
 mod error;
 mod execute;
 pub mod metrics;
+mod padded;
 pub mod policy;
 pub mod registry;
 pub mod retry;

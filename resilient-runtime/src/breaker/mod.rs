@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
+use crate::padded::CachePadded;
 use crate::{Classify, Rejection};
 use state::{HALF_OPEN_FIELD_MAX, Word};
 use window::{FailureWindow, MAX_WINDOW};
@@ -38,11 +39,6 @@ pub use error::BreakerError;
 pub use permit::BreakerPermit;
 pub use spec::{BreakerConfig, BreakerSpec, DATABASE, FailureRateWindow};
 pub use state::BreakerState;
-
-/// Keeps the state word on its own cache lines, so writes to the counters next to it
-/// (rejections while open) do not slow down the loads of the healthy path.
-#[repr(align(128))]
-struct Padded<T>(T);
 
 /// A lock-free circuit breaker.
 ///
@@ -87,7 +83,9 @@ struct Padded<T>(T);
 /// # }
 /// ```
 pub struct CircuitBreaker {
-    word: Padded<AtomicU64>,
+    /// On its own cache lines, so writes to the counters next to it (rejections while
+    /// open) do not slow down the loads of the healthy path.
+    word: CachePadded<AtomicU64>,
     name: &'static str,
     config: BreakerConfig,
     reset_nanos: u64,
@@ -137,7 +135,7 @@ impl CircuitBreaker {
     pub fn new(name: &'static str, config: BreakerConfig) -> Self {
         let config = normalize(config);
         Self {
-            word: Padded(AtomicU64::new(Word::INITIAL.raw())),
+            word: CachePadded(AtomicU64::new(Word::INITIAL.raw())),
             name,
             config,
             reset_nanos: u64::try_from(config.reset_timeout.as_nanos()).unwrap_or(u64::MAX),

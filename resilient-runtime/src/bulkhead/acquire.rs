@@ -8,10 +8,14 @@
 // counters that the argument below relies on is SeqCst, so they all sit in one total
 // order S.
 //
-// - Fast path (`take_slot` when `waiting == 0`): a CAS `executing: n -> n + 1`, n < max.
+// - Fast path (`take_free_slot` when `waiting == 0`): `executing += 1`; if it was already
+//   at max, the caller gives the slot back with a release (below). To every other
+//   party that is indistinguishable from a caller that took a free slot and released it
+//   at once, which the argument below covers.
 // - Queueing: CAS `waiting: w -> w + 1` (w < max_queue), then, under the lock, push
 //   the node at the back and *drain*.
-// - Drain (always under the lock): while the queue is non-empty, CAS a slot
+// - Drain (always under the lock): while the queue is non-empty, CAS a slot (never past
+//   max, so that it never has to give one back, which would take the lock again)
 //   (`executing += 1`), pop the front, `waiting -= 1`, set its `granted` flag, and
 //   collect its waker. The permit is thus handed over directly: the granted waiter
 //   owns a slot that is already counted in `executing`.
@@ -150,7 +154,7 @@ impl Bulkhead {
         }
         loop {
             let waiting = self.waiting.load(SeqCst);
-            if waiting == 0 && self.take_slot() {
+            if waiting == 0 && self.take_free_slot() {
                 return Admission::Granted;
             }
             if waiting >= self.max_queue {

@@ -15,6 +15,7 @@ pub use acquire::Acquire;
 pub use spec::{BulkheadSpec, READ, REPORT, WRITE};
 
 use crate::Rejection;
+use crate::padded::CachePadded;
 use acquire::Waiter;
 
 /// A live bulkhead: at most `max_concurrent` calls hold a permit at once and up to
@@ -57,8 +58,10 @@ pub struct Bulkhead {
     name: &'static str,
     max_concurrent: usize,
     max_queue: usize,
-    /// Permits in existence, including those granted to a waiter not yet polled.
-    executing: AtomicUsize,
+    /// Permits in existence, including those granted to a waiter not yet polled. Alone on
+    /// its cache lines: it is the one field every call writes, and the loads of the
+    /// fields around it (`waiting` first) must not pull it away from the writers.
+    executing: CachePadded<AtomicUsize>,
     /// Callers that reserved a queue place and have not yet been granted or left.
     /// Incremented before the caller enters `queue`, so it may briefly exceed its length.
     waiting: AtomicUsize,
@@ -108,7 +111,7 @@ impl Bulkhead {
             name,
             max_concurrent,
             max_queue,
-            executing: AtomicUsize::new(0),
+            executing: CachePadded(AtomicUsize::new(0)),
             waiting: AtomicUsize::new(0),
             queue: Mutex::new(VecDeque::new()),
             rejected: AtomicU64::new(0),
@@ -144,7 +147,7 @@ impl Bulkhead {
     /// counted in [`rejected`](Self::rejected).
     #[inline]
     pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
-        if self.waiting.load(SeqCst) == 0 && self.take_slot() {
+        if self.waiting.load(SeqCst) == 0 && self.take_free_slot() {
             Some(BulkheadPermit { bulkhead: self })
         } else {
             None
@@ -173,7 +176,8 @@ impl Bulkhead {
 
     /// Permits currently held.
     pub fn executing(&self) -> usize {
-        self.executing.load(Relaxed)
+        // A fast-path taker that found the bulkhead full counts itself for an instant.
+        self.executing.load(Relaxed).min(self.max_concurrent)
     }
 
     /// Callers currently waiting for a permit.
@@ -214,6 +218,25 @@ impl Bulkhead {
     ///
     /// SeqCst because the lost-wakeup argument in `acquire.rs` orders this against
     /// the `waiting` counter.
+    /// Takes a slot if one is free, outside the queue's lock: one `fetch_add`, the
+    /// single read-for-ownership of `executing` that a load followed by a CAS would make
+    /// two under contention. A taker that finds the bulkhead full gives the slot back
+    /// through [`release`](Self::release), exactly as if it had taken a free slot and
+    /// released it at once, which hands it to a waiter if one came meanwhile.
+    #[inline]
+    fn take_free_slot(&self) -> bool {
+        let before = self.executing.fetch_add(1, SeqCst);
+        if before < self.max_concurrent {
+            raise_peak(&self.peak_executing, before + 1);
+            true
+        } else {
+            self.release();
+            false
+        }
+    }
+
+    /// Takes a slot if one is free, never counting past `max_concurrent`: under the
+    /// queue's lock, where giving a slot back through `release` would take the lock again.
     #[inline]
     fn take_slot(&self) -> bool {
         let mut current = self.executing.load(Relaxed);

@@ -5,6 +5,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::padded::CachePadded;
+
 /// Stripes per counter.
 pub(crate) const STRIPES: usize = 8;
 
@@ -28,13 +30,9 @@ pub(crate) fn stripe() -> usize {
     })
 }
 
-#[repr(align(128))]
-#[derive(Default)]
-struct Padded(AtomicU64);
-
 /// A `u64` counter in [`STRIPES`] stripes.
 #[derive(Default)]
-pub(crate) struct Striped([Padded; STRIPES]);
+pub(crate) struct Striped([CachePadded<AtomicU64>; STRIPES]);
 
 impl Striped {
     /// Adds `n` on `stripe`.
