@@ -193,6 +193,10 @@ impl Wheel {
 struct Driver {
     wheel: Arc<Wheel>,
     sleep: Pin<Box<Sleep>>,
+    /// The latest deadline tokio's timer has reported as reached. Entries up to it are
+    /// due whatever `Instant::now()` says: the driver never spins on a sleep that tokio
+    /// completed a hair before the clock reads its deadline.
+    reached: u64,
     /// Wakers collected under the lock, woken after it.
     due: Vec<Waker>,
 }
@@ -204,6 +208,7 @@ impl Driver {
         Driver {
             wheel,
             sleep: Box::pin(tokio::time::sleep_until(far)),
+            reached: 0,
             due: Vec::new(),
         }
     }
@@ -220,7 +225,7 @@ impl Future for Driver {
             // Scanning: a registration from now on lowers `next_wake` from IDLE and
             // wakes this task, which then scans again.
             wheel.next_wake.store(IDLE, Ordering::SeqCst);
-            let now = wheel.ticks(Instant::now());
+            let now = wheel.ticks(Instant::now()).max(this.reached);
             let next = wheel.fire(now, &mut this.due);
             for waker in this.due.drain(..) {
                 waker.wake();
@@ -236,6 +241,7 @@ impl Future for Driver {
             if this.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            this.reached = next;
         }
     }
 }
@@ -301,6 +307,61 @@ mod tests {
             fired.push(t.await.expect("task").as_millis());
         }
         assert_eq!(fired, vec![500, 20, 300, 20, 100]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_interleaved_attempts_time_out_exactly_when_they_should() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut tasks = Vec::new();
+        for t in 0..300 {
+            let plan: Vec<(u64, u64)> = (0..20)
+                .map(|_| {
+                    let timeout = rng.u64(1..40);
+                    // Never equal: which side wins a tie is not what this checks.
+                    let work = if rng.bool() {
+                        timeout + rng.u64(1..20)
+                    } else {
+                        rng.u64(0..timeout)
+                    };
+                    (timeout, work)
+                })
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                for (timeout, work) in plan {
+                    let start = Instant::now();
+                    let out = with_timeout(
+                        Duration::from_millis(timeout),
+                        tokio::time::sleep(Duration::from_millis(work)),
+                    )
+                    .await;
+                    let took = start.elapsed();
+                    if work < timeout {
+                        assert!(
+                            out.is_ok(),
+                            "task {t}: {work} ms of work under {timeout} ms"
+                        );
+                        assert_eq!(took, Duration::from_millis(work));
+                    } else {
+                        assert!(
+                            out.is_err(),
+                            "task {t}: {work} ms of work over {timeout} ms"
+                        );
+                        assert_eq!(took, Duration::from_millis(timeout));
+                    }
+                }
+            }));
+        }
+        // Some tasks are cancelled while their attempt waits: their entries must go too.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        for task in tasks.iter().step_by(7) {
+            task.abort();
+        }
+        for task in tasks {
+            if let Err(e) = task.await {
+                assert!(e.is_cancelled(), "{e}");
+            }
+        }
+        assert_eq!(Wheel::current().len(), 0, "every entry left the wheel");
     }
 
     #[test]
