@@ -114,8 +114,6 @@ pub struct Call<'rt> {
     final_class: Option<ErrorClass>,
     /// Whether this call's latency is recorded (metrics on, and sampled).
     timed: bool,
-    /// The runtime records metrics.
-    metrics: bool,
     /// This thread's stripe of the striped counters, read once per call.
     stripe: usize,
 }
@@ -138,7 +136,6 @@ impl<'rt> Call<'rt> {
             entered: false,
             final_class: None,
             timed: false,
-            metrics: rt.is_some_and(Runtime::metrics_enabled),
             stripe: crate::metrics::striped::stripe(),
         }
     }
@@ -219,7 +216,7 @@ impl<'rt> Call<'rt> {
         if self.rt.is_some_and(Runtime::is_shutting_down) {
             return Err(Rejection::ShuttingDown);
         }
-        self.timed = self.metrics && self.rt.is_some_and(Runtime::latency_sampled);
+        self.timed = op.metrics.time_this_call(self.stripe);
         Ok(())
     }
 

@@ -145,6 +145,11 @@ impl Bulkhead {
     /// Refusing while others wait keeps the queue fair: a caller that never queues
     /// must not take the slot a waiter is about to be handed. A refusal here is not
     /// counted in [`rejected`](Self::rejected).
+    ///
+    /// The fast path counts itself in with one `fetch_add` and, if the bulkhead was
+    /// full, gives the slot back at once. A caller racing that give-back, at full
+    /// capacity, may be refused (or queued, and granted by the give-back) for those
+    /// nanoseconds although the last real holder has just left.
     #[inline]
     pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
         if self.waiting.load(SeqCst) == 0 && self.take_free_slot() {
@@ -239,14 +244,16 @@ impl Bulkhead {
     /// queue's lock, where giving a slot back through `release` would take the lock again.
     #[inline]
     fn take_slot(&self) -> bool {
-        let mut current = self.executing.load(Relaxed);
+        // SeqCst reads too: the no-lost-wakeup argument (acquire.rs) places a failed
+        // attempt's read of `executing` in the single total order of SeqCst operations.
+        let mut current = self.executing.load(SeqCst);
         loop {
             if current >= self.max_concurrent {
                 return false;
             }
             match self
                 .executing
-                .compare_exchange_weak(current, current + 1, SeqCst, Relaxed)
+                .compare_exchange_weak(current, current + 1, SeqCst, SeqCst)
             {
                 Ok(_) => {
                     raise_peak(&self.peak_executing, current + 1);

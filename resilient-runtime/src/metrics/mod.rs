@@ -56,8 +56,11 @@ pub(crate) struct OpMetrics {
     pub(crate) rejected_shutting_down: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
     latency: Option<AtomicHistogram>,
-    /// One call in this many is timed, per thread.
-    latency_sample: u64,
+    /// One call in this many is timed, at random.
+    latency_sample: u32,
+    /// Calls chosen for timing, counted only when sampling (`latency_sample > 1`);
+    /// otherwise every call is timed and the call counters say how many.
+    timed_calls: striped::Striped,
     baseline: Mutex<Option<Baseline>>,
 }
 
@@ -65,6 +68,7 @@ pub(crate) struct OpMetrics {
 struct Baseline {
     counters: Counters,
     latency: Vec<u64>,
+    timed_calls: u64,
 }
 
 /// Plain copies of the counters, for snapshots and baselines.
@@ -195,7 +199,7 @@ impl OpMetrics {
     pub(crate) fn new(latency: bool, latency_sample: u32) -> Self {
         OpMetrics {
             latency: latency.then(AtomicHistogram::new),
-            latency_sample: u64::from(latency_sample.max(1)),
+            latency_sample: latency_sample.max(1),
             ..OpMetrics::default()
         }
     }
@@ -203,6 +207,36 @@ impl OpMetrics {
     #[inline]
     pub(crate) fn failure(&self, class: ErrorClass) {
         self.failures[class_index(class)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether to time this call: always without sampling; else one call in
+    /// `latency_sample`, drawn at random (a per-thread rotation would starve an operation
+    /// whose calls alternate with another's), and counted.
+    #[inline]
+    pub(crate) fn time_this_call(&self, stripe: usize) -> bool {
+        if self.latency.is_none() {
+            return false;
+        }
+        if self.latency_sample <= 1 {
+            return true;
+        }
+        let chosen = fastrand::u32(..self.latency_sample) == 0;
+        if chosen {
+            self.timed_calls.add(stripe, 1, Ordering::Relaxed);
+        }
+        chosen
+    }
+
+    /// Timed calls since `base`: each timed call either recorded a latency or never
+    /// waited, and counts as zero.
+    fn timed_since(&self, calls: u64, base: &Baseline) -> u64 {
+        if self.latency_sample <= 1 {
+            calls
+        } else {
+            self.timed_calls
+                .sum(Ordering::Relaxed)
+                .wrapping_sub(base.timed_calls)
+        }
     }
 
     /// Records the latency of a call that waited. A call that never waited is not
@@ -257,10 +291,11 @@ impl OpMetrics {
             .clone()
             .unwrap_or_default();
         let counters = self.totals().minus(&base.counters);
+        let timed = self.timed_since(counters.calls, &base);
         let latency = self
             .latency
             .as_ref()
-            .map(|h| h.summary_since(&base.latency, counters.calls / self.latency_sample.max(1)))
+            .map(|h| h.summary_since(&base.latency, timed))
             .unwrap_or_default();
         (counters, latency)
     }
@@ -269,7 +304,10 @@ impl OpMetrics {
     pub(crate) fn latency_total(&self) -> LatencySummary {
         self.latency
             .as_ref()
-            .map(|h| h.summary_since(&[], self.totals().calls / self.latency_sample.max(1)))
+            .map(|h| {
+                let timed = self.timed_since(self.totals().calls, &Baseline::default());
+                h.summary_since(&[], timed)
+            })
             .unwrap_or_default()
     }
 
@@ -281,6 +319,7 @@ impl OpMetrics {
                 .as_ref()
                 .map(AtomicHistogram::counts)
                 .unwrap_or_default(),
+            timed_calls: self.timed_calls.sum(Ordering::Relaxed),
         };
         *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Some(base);
     }

@@ -224,3 +224,46 @@ async fn the_snapshot_serializes_with_the_effective_policy() {
     );
     assert!(json["taken_at_unix_ms"].as_u64().is_some_and(|t| t > 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn sampled_latency_is_not_starved_by_alternating_operations() {
+    use crate::policy::Policy;
+    use crate::{Rejection, Runtime};
+
+    static A: Policy = Policy::new("sample_a", module_path!()).timeout_ms(1_000);
+    static B: Policy = Policy::new("sample_b", module_path!()).timeout_ms(1_000);
+    let rt = Runtime::builder()
+        .without_registry()
+        .register(&A)
+        .register(&B)
+        .latency_sample(2)
+        .build()
+        .unwrap();
+    for _ in 0..400 {
+        for policy in [&A, &B] {
+            let out: Result<(), Rejection> = rt
+                .execute(policy, || async {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    Ok(())
+                })
+                .await;
+            out.unwrap();
+        }
+    }
+    for name in ["sample_a", "sample_b"] {
+        let op = rt
+            .snapshot()
+            .operations
+            .into_iter()
+            .find(|o| o.name == name)
+            .unwrap();
+        // Every call waited 10 ms: no invented zeros, and both operations are sampled.
+        let l = op.latency;
+        assert!(
+            (100..=300).contains(&l.count),
+            "{name}: {} timed of 400",
+            l.count
+        );
+        assert!(l.min_ms >= 9.9 && l.p50_ms >= 9.9, "{name}: {l:?}");
+    }
+}

@@ -62,8 +62,6 @@ struct Inner {
     shutting_down: AtomicBool,
     drained: Notify,
     metrics_enabled: bool,
-    /// Time one call in this many, per thread (1: every call).
-    latency_sample: u32,
     recent_errors: RecentErrors,
     /// Database pools and their background tasks.
     databases: crate::db::Databases,
@@ -183,22 +181,6 @@ impl Runtime {
     #[inline]
     pub fn metrics_enabled(&self) -> bool {
         self.inner.metrics_enabled
-    }
-
-    /// Whether this call is to be timed (see [`RuntimeBuilder::latency_sample`]).
-    #[inline]
-    pub(crate) fn latency_sampled(&self) -> bool {
-        let every = self.inner.latency_sample;
-        every <= 1 || {
-            thread_local! {
-                static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-            }
-            CALLS.with(|c| {
-                let n = c.get().wrapping_add(1);
-                c.set(n);
-                n % every == 0
-            })
-        }
     }
 
     /// Starts counting anew for snapshots: per-operation counters, latency, cache and
