@@ -80,14 +80,11 @@ pub async fn backends(url: &str, app: &str) -> (i64, i64) {
     (all, active)
 }
 
-/// Tasks alive on the current tokio runtime, less resilient's timer drivers (one per
-/// thread that ran a pending attempt: infrastructure, not a leak). The scenarios run one
-/// at a time, so every driver alive in this process is on this runtime.
+/// Tasks alive on the current tokio runtime.
 pub fn alive_tasks() -> usize {
-    let alive = tokio::runtime::Handle::current()
+    tokio::runtime::Handle::current()
         .metrics()
-        .num_alive_tasks();
-    alive.saturating_sub(resilient::timeout::timer_drivers())
+        .num_alive_tasks()
 }
 
 /// Milliseconds, for reports.

@@ -13,7 +13,6 @@ use crate::Rejection;
 mod wheel;
 
 use wheel::Timer;
-pub use wheel::timer_drivers;
 
 /// `now + d`, saturating far into the future instead of overflowing.
 pub(crate) fn instant_after(now: Instant, d: Duration) -> Instant {

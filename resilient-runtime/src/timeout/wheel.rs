@@ -3,36 +3,43 @@
 //! Arming a tokio `Sleep` per attempt costs a registration in tokio's timer wheel (its
 //! driver lock), a second lock to remove it, and clock conversions: about as much as the
 //! whole rest of the resilience stack. Almost every attempt finishes long before its
-//! timeout, so the timer here does less per attempt and moves the work to one driver
-//! task:
+//! timeout, so the attempts of one thread share **one** tokio `Sleep`:
 //!
 //! - an attempt that goes pending puts `(deadline, waker)` in its thread's [`Wheel`] (a
-//!   slab under a mutex that only the driver and the rare task that moved to another
-//!   thread contend on) and takes it out when it finishes;
-//! - the wheel's driver task sleeps on **one** tokio timer until the earliest deadline,
-//!   wakes the attempts whose deadline has passed, and sleeps again. An attempt whose
-//!   deadline is later than the one the driver sleeps until does not touch the driver
-//!   at all, which is every attempt of a steady flow under one policy.
+//!   slab under a mutex that only the timer and the rare task that moved to another
+//!   thread contend on), and takes it out when it finishes. Only when its deadline is
+//!   earlier than the one the sleep is armed for does it re-arm the sleep, from its own
+//!   poll: every attempt of a steady flow under one policy skips that;
+//! - the sleep's waker is the wheel itself: when tokio's timer fires it (on whichever
+//!   thread runs tokio's timers), it wakes the attempts whose deadline has passed, with no
+//!   task in between, so a busy or blocked worker cannot hold a timeout back. If no
+//!   attempt was due (the one the sleep was armed for finished), it wakes the task of the
+//!   earliest remaining attempt, whose next poll re-arms the sleep. Re-arming always
+//!   happens in a task's poll, never in the waker: tokio forbids polling a timer once its
+//!   runtime is shutting down, which is when it fires every timer.
 //!
-//! Deadlines are exact (no rounding beyond tokio's own millisecond), and the driver
-//! sleeps on tokio's clock, so paused-clock tests see timeouts fire at their instant.
-//! The driver is spawned on the runtime the attempt runs on; when that runtime shuts
-//! down, the driver is dropped with it and the thread's next attempt starts a new one.
+//! Locks: the entries and the sleep each have a mutex, and nobody holds both. Tokio may
+//! call the sleep's waker from inside `Sleep::reset` or `poll` (when the new deadline has
+//! already passed), so the waker never waits for the sleep's lock: if it is taken, the
+//! waker leaves a `missed` flag that the holder handles once it lets go.
+//!
+//! Deadlines are exact (no rounding beyond tokio's own millisecond) and on tokio's clock,
+//! so paused-clock tests see timeouts fire at their instant. One difference from a tokio
+//! `Sleep` per attempt: the shared sleep stays armed for the earliest deadline after that
+//! attempt finished, so a paused runtime with nothing else to do auto-advances to it.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use slab::Slab;
 use tokio::runtime::{Handle, Id};
 use tokio::time::{Instant, Sleep};
 
-/// Nothing to wake the driver for.
+/// The sleep is not armed.
 const IDLE: u64 = u64::MAX;
 
 /// The timers of one thread on one tokio runtime.
@@ -40,12 +47,16 @@ pub(crate) struct Wheel {
     /// Deadlines are stored as nanoseconds since `origin`.
     origin: Instant,
     entries: Mutex<Slab<Entry>>,
-    /// The deadline the driver sleeps until (`IDLE`: none). Set to `IDLE` while the
-    /// driver scans, so that a registration during the scan wakes it to scan again.
-    next_wake: AtomicU64,
-    driver: AtomicWaker,
-    /// Cleared when the driver is dropped (its runtime shut down).
-    alive: AtomicBool,
+    /// Created on first use, in a task's poll (tokio checks there that timers are enabled).
+    sleep: Mutex<Option<Pin<Box<Sleep>>>>,
+    /// The deadline the sleep is armed for, or `IDLE`. Written under the sleep's lock.
+    /// While armed, it is no later than any entry not yet fired.
+    armed_for: AtomicU64,
+    /// Set by a fire that found the sleep's lock taken: whoever holds it looks after
+    /// unlocking (see [`Wheel::take_missed_fire`]).
+    missed: AtomicBool,
+    /// The waker the sleep is polled with: [`Fire`], pointing back at this wheel.
+    fire: Waker,
 }
 
 struct Entry {
@@ -54,18 +65,8 @@ struct Entry {
     fired: bool,
 }
 
-/// Drivers alive, over every runtime.
-static DRIVERS: AtomicUsize = AtomicUsize::new(0);
-
-/// Timer driver tasks alive in the process: one per thread that has run an attempt that
-/// went pending, on each tokio runtime still running. They count among a runtime's
-/// alive tasks (`RuntimeMetrics::num_alive_tasks`); a leak check can subtract them.
-pub fn timer_drivers() -> usize {
-    DRIVERS.load(Ordering::SeqCst)
-}
-
 thread_local! {
-    /// This thread's wheel and the runtime its driver runs on.
+    /// This thread's wheel and the runtime it belongs to (runtime ids are not reused).
     static LOCAL: RefCell<Option<(Id, Arc<Wheel>)>> = const { RefCell::new(None) };
 }
 
@@ -76,8 +77,7 @@ pub(crate) struct Timer {
 }
 
 impl Timer {
-    /// Arms a timer for `deadline` on the current thread's wheel, starting the wheel's
-    /// driver if the thread has none on this runtime.
+    /// Arms a timer for `deadline` on the current thread's wheel.
     ///
     /// # Panics
     ///
@@ -86,40 +86,72 @@ impl Timer {
     pub(crate) fn arm(deadline: Instant, waker: &Waker) -> Timer {
         let wheel = Wheel::current();
         let at = wheel.ticks(deadline);
-        let key = wheel.lock().insert(Entry {
-            deadline: at,
-            waker: Some(waker.clone()),
-            fired: false,
-        });
-        // Wake the driver only if it sleeps past this deadline (or is scanning).
-        if at < wheel.next_wake.load(Ordering::SeqCst)
-            && at < wheel.next_wake.fetch_min(at, Ordering::SeqCst)
-        {
-            wheel.driver.wake();
+        let (key, target) = {
+            let mut entries = wheel.lock_entries();
+            let key = entries.insert(Entry {
+                deadline: at,
+                waker: Some(waker.clone()),
+                fired: false,
+            });
+            let target = match wheel.armed_for.load(Ordering::SeqCst) {
+                // Not armed (a fire left the re-arming to a woken task): earlier entries
+                // may be waiting, so arm for the earliest of all.
+                IDLE => earliest(&entries),
+                armed if at < armed => Some(at),
+                _ => None,
+            };
+            (key, target)
+        };
+        if let Some(target) = target {
+            wheel.arm_sleep(target);
         }
         Timer { wheel, key }
     }
 
-    /// `Ready` once the deadline has passed; otherwise remembers `cx`'s waker.
+    /// `Ready` once the deadline has passed; otherwise remembers `cx`'s waker, and
+    /// re-arms the shared sleep if a fire left that to the attempts' tasks.
     pub(crate) fn poll_expired(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut entries = self.wheel.lock();
-        let Some(entry) = entries.get_mut(self.key) else {
-            return Poll::Ready(());
+        let rearm = {
+            let mut entries = self.wheel.lock_entries();
+            let Some(entry) = entries.get_mut(self.key) else {
+                return Poll::Ready(());
+            };
+            if entry.fired {
+                return Poll::Ready(());
+            }
+            match &mut entry.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            match self.wheel.armed_for.load(Ordering::SeqCst) {
+                IDLE => earliest(&entries),
+                _ => None,
+            }
         };
-        if entry.fired {
-            return Poll::Ready(());
+        let Some(target) = rearm else {
+            return Poll::Pending;
+        };
+        self.wheel.arm_sleep(target);
+        match self.wheel.lock_entries().get(self.key) {
+            Some(entry) if !entry.fired => Poll::Pending,
+            _ => Poll::Ready(()),
         }
-        match &mut entry.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        let entry = self.wheel.lock().try_remove(self.key);
+        let entry = {
+            let mut entries = self.wheel.lock_entries();
+            let entry = entries.try_remove(self.key);
+            // Not armed, and this attempt may have been the one woken to re-arm: hand
+            // that to the next one. (Waking is all a drop may do: it can run while the
+            // runtime shuts down, when tokio's timers must not be polled.)
+            if self.wheel.armed_for.load(Ordering::SeqCst) == IDLE {
+                wake_earliest(&entries);
+            }
+            entry
+        };
         // The waker is dropped outside the lock.
         drop(entry);
     }
@@ -128,35 +160,35 @@ impl Drop for Timer {
 impl Wheel {
     /// The current thread's wheel on the current runtime.
     fn current() -> Arc<Wheel> {
-        let handle = Handle::current();
-        let id = handle.id();
+        let id = Handle::current().id();
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             if let Some((cached, wheel)) = &*local
                 && *cached == id
-                && wheel.alive.load(Ordering::Acquire)
             {
                 return wheel.clone();
             }
-            let wheel = Arc::new(Wheel {
+            let wheel = Arc::new_cyclic(|me: &Weak<Wheel>| Wheel {
                 origin: Instant::now(),
                 entries: Mutex::new(Slab::new()),
-                next_wake: AtomicU64::new(IDLE),
-                driver: AtomicWaker::new(),
-                alive: AtomicBool::new(true),
+                sleep: Mutex::new(None),
+                armed_for: AtomicU64::new(IDLE),
+                missed: AtomicBool::new(false),
+                fire: Waker::from(Arc::new(Fire(me.clone()))),
             });
-            // Built here, not in the task: a runtime without timers panics in the
-            // caller, as `tokio::time::sleep` does, instead of in a task nobody awaits.
-            let driver = Driver::new(wheel.clone());
-            handle.spawn(driver);
             *local = Some((id, wheel.clone()));
             wheel
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Slab<Entry>> {
-        // The critical sections cannot panic; recover the data if one ever did.
+    // The critical sections cannot panic halfway through an update: recover the data
+    // if one ever did.
+    fn lock_entries(&self) -> MutexGuard<'_, Slab<Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_sleep(&self) -> MutexGuard<'_, Option<Pin<Box<Sleep>>>> {
+        self.sleep.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `at` as nanoseconds since the origin (0 if before it).
@@ -164,92 +196,147 @@ impl Wheel {
         u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(IDLE - 1)
     }
 
-    /// Fires every entry due at `now` into `wake`; returns the earliest deadline left.
-    fn fire(&self, now: u64, wake: &mut Vec<Waker>) -> u64 {
-        let mut next = IDLE;
-        let mut entries = self.lock();
-        for (_, entry) in entries.iter_mut() {
-            if entry.fired {
-                continue;
-            }
-            if entry.deadline <= now {
-                entry.fired = true;
-                wake.extend(entry.waker.take());
-            } else {
-                next = next.min(entry.deadline);
+    /// Arms the sleep for `at` unless it is armed earlier, from a task's poll. If tokio
+    /// says `at` has passed already, fires what is due and arms for the next deadline.
+    fn arm_sleep(&self, mut at: u64) {
+        loop {
+            let reached = {
+                let mut slot = self.lock_sleep();
+                if self.armed_for.load(Ordering::SeqCst) <= at {
+                    None
+                } else {
+                    let when = self.origin + Duration::from_nanos(at);
+                    let sleep = match &mut *slot {
+                        Some(sleep) => {
+                            if sleep.deadline() != when {
+                                sleep.as_mut().reset(when);
+                            }
+                            sleep
+                        }
+                        None => slot.insert(Box::pin(tokio::time::sleep_until(when))),
+                    };
+                    self.armed_for.store(at, Ordering::SeqCst);
+                    let mut cx = Context::from_waker(&self.fire);
+                    if sleep.as_mut().poll(&mut cx).is_pending() {
+                        None
+                    } else {
+                        self.armed_for.store(IDLE, Ordering::SeqCst);
+                        Some(at)
+                    }
+                }
+            };
+            self.take_missed_fire();
+            let Some(reached) = reached else {
+                return;
+            };
+            match fire_due(&mut self.lock_entries(), reached) {
+                Some(next) => at = next,
+                None => return,
             }
         }
-        next
+    }
+
+    /// Handles the fires that arrived while the sleep's lock was taken: called by every
+    /// fire, and by every holder of the lock once it has let go. (The fences pair a
+    /// fire's "set `missed`, then fail to lock" with a holder's "unlock, then read
+    /// `missed`": one of the two sees the other.)
+    fn take_missed_fire(&self) {
+        loop {
+            fence(Ordering::SeqCst);
+            if !self.missed.load(Ordering::SeqCst) {
+                return;
+            }
+            let reached = {
+                let slot = match self.sleep.try_lock() {
+                    Ok(slot) => slot,
+                    Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                    // The holder looks at `missed` after letting go.
+                    Err(TryLockError::WouldBlock) => return,
+                };
+                self.missed.store(false, Ordering::SeqCst);
+                let reached = self.armed_for.load(Ordering::SeqCst);
+                // A wake for a deadline the sleep was re-armed away from is stale: the
+                // sleep is registered again, and tokio will call back for the new one.
+                if reached == IDLE || !slot.as_ref().is_some_and(|s| s.is_elapsed()) {
+                    continue;
+                }
+                self.armed_for.store(IDLE, Ordering::SeqCst);
+                reached
+            };
+            // Tokio says `reached` has come: entries up to it are due even if this
+            // thread's clock reads a hair earlier (or, outside the runtime's context,
+            // real time).
+            let now = self.ticks(Instant::now()).max(reached);
+            let mut entries = self.lock_entries();
+            if fire_due(&mut entries, now).is_some() {
+                wake_earliest(&entries);
+            }
+        }
     }
 
     /// Entries not yet removed (fired or not), for tests.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock_entries().len()
     }
 }
 
-/// The task that sleeps until a wheel's earliest deadline and fires what is due.
-struct Driver {
-    wheel: Arc<Wheel>,
-    sleep: Pin<Box<Sleep>>,
-    /// The latest deadline tokio's timer has reported as reached. Entries up to it are
-    /// due whatever `Instant::now()` says: the driver never spins on a sleep that tokio
-    /// completed a hair before the clock reads its deadline.
-    reached: u64,
-    /// Wakers collected under the lock, woken after it.
-    due: Vec<Waker>,
-}
-
-impl Driver {
-    fn new(wheel: Arc<Wheel>) -> Self {
-        let far = crate::timeout::instant_after(wheel.origin, Duration::from_secs(86_400 * 365));
-        DRIVERS.fetch_add(1, Ordering::SeqCst);
-        Driver {
-            wheel,
-            sleep: Box::pin(tokio::time::sleep_until(far)),
-            reached: 0,
-            due: Vec::new(),
-        }
-    }
-}
-
-impl Future for Driver {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let wheel = &*this.wheel;
-        wheel.driver.register(cx.waker());
-        loop {
-            // Scanning: a registration from now on lowers `next_wake` from IDLE and
-            // wakes this task, which then scans again.
-            wheel.next_wake.store(IDLE, Ordering::SeqCst);
-            let now = wheel.ticks(Instant::now()).max(this.reached);
-            let next = wheel.fire(now, &mut this.due);
-            for waker in this.due.drain(..) {
+/// Wakes the entries due at `now` (marking them fired); returns the earliest deadline
+/// left, if any.
+fn fire_due(entries: &mut Slab<Entry>, now: u64) -> Option<u64> {
+    let mut next = None::<u64>;
+    for (_, entry) in entries.iter_mut().filter(|(_, e)| !e.fired) {
+        if entry.deadline <= now {
+            entry.fired = true;
+            if let Some(waker) = entry.waker.take() {
                 waker.wake();
             }
-            let next = next.min(wheel.next_wake.fetch_min(next, Ordering::SeqCst));
-            if next == IDLE {
-                return Poll::Pending;
-            }
-            let at = wheel.origin + Duration::from_nanos(next);
-            if this.sleep.deadline() != at {
-                this.sleep.as_mut().reset(at);
-            }
-            if this.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.reached = next;
+        } else {
+            next = Some(next.map_or(entry.deadline, |n| n.min(entry.deadline)));
         }
+    }
+    next
+}
+
+/// The earliest deadline not yet fired.
+fn earliest(entries: &Slab<Entry>) -> Option<u64> {
+    entries
+        .iter()
+        .filter(|(_, e)| !e.fired)
+        .map(|(_, e)| e.deadline)
+        .min()
+}
+
+/// Wakes the task of the earliest entry not yet fired, so that its next poll re-arms
+/// the sleep.
+fn wake_earliest(entries: &Slab<Entry>) {
+    if let Some((_, entry)) = entries
+        .iter()
+        .filter(|(_, e)| !e.fired)
+        .min_by_key(|(_, e)| e.deadline)
+        && let Some(waker) = &entry.waker
+    {
+        waker.wake_by_ref();
     }
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        self.wheel.alive.store(false, Ordering::Release);
-        DRIVERS.fetch_sub(1, Ordering::SeqCst);
+/// The shared sleep's waker: tokio's timer calls it when the armed deadline is reached
+/// (or when its runtime shuts down).
+struct Fire(Weak<Wheel>);
+
+impl Wake for Fire {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(wheel) = self.0.upgrade() {
+            // If the sleep's lock is taken, its holder (possibly this very call's caller:
+            // tokio wakes from inside `reset`/`poll` when the deadline has passed) handles
+            // the fire once it lets go.
+            wheel.missed.store(true, Ordering::SeqCst);
+            wheel.take_missed_fire();
+        }
     }
 }
 
@@ -260,9 +347,9 @@ mod tests {
     use crate::timeout::with_timeout;
 
     #[tokio::test(start_paused = true)]
-    async fn an_earlier_deadline_wakes_the_sleeping_driver() {
+    async fn an_earlier_deadline_re_arms_the_shared_sleep() {
         let start = Instant::now();
-        // The driver first sleeps until the 10 s deadline ...
+        // The sleep is first armed for the 10 s deadline ...
         let long = tokio::spawn(with_timeout(
             Duration::from_secs(10),
             std::future::pending::<()>(),
@@ -309,9 +396,21 @@ mod tests {
         assert_eq!(fired, vec![500, 20, 300, 20, 100]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn many_interleaved_attempts_time_out_exactly_when_they_should() {
-        let mut rng = fastrand::Rng::with_seed(7);
+    #[test]
+    fn many_interleaved_attempts_time_out_exactly_when_they_should() {
+        for seed in 0..8 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("runtime")
+                .block_on(interleaved_attempts(seed));
+        }
+    }
+
+    /// 300 tasks of 20 attempts each, with random timeouts and work, on one wheel.
+    async fn interleaved_attempts(seed: u64) {
+        let mut rng = fastrand::Rng::with_seed(seed);
         let mut tasks = Vec::new();
         for t in 0..300 {
             let plan: Vec<(u64, u64)> = (0..20)
@@ -338,13 +437,13 @@ mod tests {
                     if work < timeout {
                         assert!(
                             out.is_ok(),
-                            "task {t}: {work} ms of work under {timeout} ms"
+                            "seed {seed}, task {t}: {work} ms of work under {timeout} ms"
                         );
                         assert_eq!(took, Duration::from_millis(work));
                     } else {
                         assert!(
                             out.is_err(),
-                            "task {t}: {work} ms of work over {timeout} ms"
+                            "seed {seed}, task {t}: {work} ms of work over {timeout} ms"
                         );
                         assert_eq!(took, Duration::from_millis(timeout));
                     }
@@ -364,8 +463,102 @@ mod tests {
         assert_eq!(Wheel::current().len(), 0, "every entry left the wheel");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_later_attempt_times_out_after_the_sleep_fired_for_a_finished_one() {
+        let start = Instant::now();
+        // Arms the sleep for 100 ms, then finishes: the sleep stays armed.
+        let quick = with_timeout(Duration::from_millis(100), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        })
+        .await;
+        assert!(quick.is_ok());
+        // Due at 10 + 200 ms: when the stale sleep fires at 100 ms, nothing is due and
+        // this attempt's task is woken to re-arm it.
+        let out = with_timeout(Duration::from_millis(200), std::future::pending::<()>()).await;
+        assert!(out.is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(210));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_wake_from_tokio_fires_nothing_early() {
+        let start = Instant::now();
+        let attempt = tokio::spawn(with_timeout(
+            Duration::from_millis(100),
+            std::future::pending::<()>(),
+        ));
+        tokio::task::yield_now().await;
+        // What a wake for a deadline the sleep was re-armed away from looks like: the
+        // callback arrives while the sleep is armed and not elapsed.
+        let wheel = Wheel::current();
+        wheel.fire.wake_by_ref();
+        tokio::task::yield_now().await;
+        assert!(!attempt.is_finished(), "fired before its deadline");
+        assert!(attempt.await.expect("task").is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+    }
+
+    /// Polls `fut` to completion on this thread, blocking it: what a sync bridge inside
+    /// an async task does.
+    fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park();
+        }
+    }
+
     #[test]
-    fn a_new_runtime_on_the_same_thread_gets_a_new_driver() {
+    fn a_timeout_fires_while_its_worker_thread_is_blocked() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            // Blocks this worker until the timeout fires: nothing on this thread can run.
+            let out = block_on(with_timeout(
+                Duration::from_millis(50),
+                std::future::pending::<()>(),
+            ));
+            let _ = tx.send(out.is_err());
+        });
+        // A liveness bound, not a timing assertion: the timeout is 50 ms.
+        let timed_out = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the timeout never fired");
+        assert!(timed_out);
+    }
+
+    #[test]
+    fn a_runtime_shutting_down_with_attempts_pending_does_not_panic() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        for ms in [5_000u64, 10_000, 20_000] {
+            rt.spawn(with_timeout(
+                Duration::from_millis(ms),
+                std::future::pending::<()>(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        drop(rt);
+    }
+
+    #[test]
+    fn a_new_runtime_on_the_same_thread_gets_a_new_wheel() {
         for _ in 0..3 {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
@@ -378,6 +571,62 @@ mod tests {
                 assert!(out.is_err());
             });
         }
+    }
+
+    #[test]
+    fn stress_on_two_workers_every_attempt_ends_as_it_should() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..200u64)
+                .map(|t| {
+                    tokio::spawn(async move {
+                        for i in 0..50u64 {
+                            match (t + i) % 3 {
+                                // Finishes long before its timeout: leaves the wheel.
+                                0 => {
+                                    let out = with_timeout(Duration::from_secs(30), async {
+                                        tokio::task::yield_now().await;
+                                    })
+                                    .await;
+                                    assert!(out.is_ok());
+                                }
+                                // Never finishes: its 1-3 ms timeout must fire.
+                                1 => {
+                                    let out = with_timeout(
+                                        Duration::from_millis(1 + i % 3),
+                                        std::future::pending::<()>(),
+                                    )
+                                    .await;
+                                    assert!(out.is_err());
+                                }
+                                // Cancelled while pending.
+                                _ => {
+                                    let _ = tokio::time::timeout(
+                                        Duration::from_micros(200),
+                                        with_timeout(
+                                            Duration::from_secs(30),
+                                            std::future::pending::<()>(),
+                                        ),
+                                    )
+                                    .await;
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                // A liveness bound: a lost timeout would hang here.
+                tokio::time::timeout(Duration::from_secs(60), task)
+                    .await
+                    .expect("an attempt's timeout never fired")
+                    .expect("task");
+            }
+        });
     }
 
     #[test]
