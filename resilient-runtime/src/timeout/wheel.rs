@@ -346,14 +346,25 @@ mod tests {
     use crate::Rejection;
     use crate::timeout::with_timeout;
 
+    /// A multi-thread runtime with two workers and timers, on real time.
+    fn two_workers() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    /// An attempt that never finishes by itself, bounded by `timeout`, in its own task.
+    fn spawn_pending(timeout: Duration) -> tokio::task::JoinHandle<Result<(), Rejection>> {
+        tokio::spawn(with_timeout(timeout, std::future::pending::<()>()))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_earlier_deadline_re_arms_the_shared_sleep() {
         let start = Instant::now();
         // The sleep is first armed for the 10 s deadline ...
-        let long = tokio::spawn(with_timeout(
-            Duration::from_secs(10),
-            std::future::pending::<()>(),
-        ));
+        let long = spawn_pending(Duration::from_secs(10));
         tokio::task::yield_now().await;
         // ... and must wake up for this one.
         let out = with_timeout(Duration::from_millis(30), std::future::pending::<()>()).await;
@@ -482,10 +493,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stale_wake_from_tokio_fires_nothing_early() {
         let start = Instant::now();
-        let attempt = tokio::spawn(with_timeout(
-            Duration::from_millis(100),
-            std::future::pending::<()>(),
-        ));
+        let attempt = spawn_pending(Duration::from_millis(100));
         tokio::task::yield_now().await;
         // What a wake for a deadline the sleep was re-armed away from looks like: the
         // callback arrives while the sleep is armed and not elapsed.
@@ -519,11 +527,7 @@ mod tests {
 
     #[test]
     fn a_timeout_fires_while_its_worker_thread_is_blocked() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .expect("runtime");
+        let rt = two_workers();
         let (tx, rx) = std::sync::mpsc::channel();
         rt.spawn(async move {
             // Blocks this worker until the timeout fires: nothing on this thread can run.
@@ -542,11 +546,7 @@ mod tests {
 
     #[test]
     fn a_runtime_shutting_down_with_attempts_pending_does_not_panic() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .expect("runtime");
+        let rt = two_workers();
         for ms in [5_000u64, 10_000, 20_000] {
             rt.spawn(with_timeout(
                 Duration::from_millis(ms),
@@ -575,11 +575,7 @@ mod tests {
 
     #[test]
     fn stress_on_two_workers_every_attempt_ends_as_it_should() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .expect("runtime");
+        let rt = two_workers();
         rt.block_on(async {
             let tasks: Vec<_> = (0..200u64)
                 .map(|t| {
@@ -631,11 +627,7 @@ mod tests {
 
     #[test]
     fn works_across_the_threads_of_a_multi_thread_runtime() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .expect("runtime");
+        let rt = two_workers();
         rt.block_on(async {
             let tasks: Vec<_> = (0..64)
                 .map(|i| {
