@@ -12,11 +12,13 @@
 //!   poll: every attempt of a steady flow under one policy skips that;
 //! - the sleep's waker is the wheel itself: when tokio's timer fires it (on whichever
 //!   thread runs tokio's timers), it wakes the attempts whose deadline has passed, with no
-//!   task in between, so a busy or blocked worker cannot hold a timeout back. If no
-//!   attempt was due (the one the sleep was armed for finished), it wakes the task of the
-//!   earliest remaining attempt, whose next poll re-arms the sleep. Re-arming always
+//!   task in between, so a busy or blocked worker cannot hold a timeout back. If attempts
+//!   are left (the one the sleep was armed for may have finished long ago), it wakes all
+//!   their tasks, and the first one polled re-arms the sleep: this happens about once
+//!   per timeout period, and no busy task holds the others back. Re-arming always
 //!   happens in a task's poll, never in the waker: tokio forbids polling a timer once its
-//!   runtime is shutting down, which is when it fires every timer.
+//!   runtime is shutting down, which is when it fires every timer. The sleep is polled
+//!   outside the task's coop budget, as tokio's own `Timeout` does.
 //!
 //! Locks: the entries and the sleep each have a mutex, and nobody holds both. Tokio may
 //! call the sleep's waker from inside `Sleep::reset` or `poll` (when the new deadline has
@@ -27,6 +29,9 @@
 //! so paused-clock tests see timeouts fire at their instant. One difference from a tokio
 //! `Sleep` per attempt: the shared sleep stays armed for the earliest deadline after that
 //! attempt finished, so a paused runtime with nothing else to do auto-advances to it.
+//! And a thread's wheel, with its sleep and thus a handle on its runtime, lives until the
+//! thread runs an attempt on another runtime or exits: a dropped runtime's drivers are
+//! released then.
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -47,8 +52,9 @@ pub(crate) struct Wheel {
     /// Deadlines are stored as nanoseconds since `origin`.
     origin: Instant,
     entries: Mutex<Slab<Entry>>,
-    /// Created on first use, in a task's poll (tokio checks there that timers are enabled).
-    sleep: Mutex<Option<Pin<Box<Sleep>>>>,
+    /// Created with the wheel, in the runtime's context: on a runtime without timers
+    /// tokio panics there, before any entry is taken.
+    sleep: Mutex<Pin<Box<Sleep>>>,
     /// The deadline the sleep is armed for, or `IDLE`. Written under the sleep's lock.
     /// While armed, it is no later than any entry not yet fired.
     armed_for: AtomicU64,
@@ -141,18 +147,9 @@ impl Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        let entry = {
-            let mut entries = self.wheel.lock_entries();
-            let entry = entries.try_remove(self.key);
-            // Not armed, and this attempt may have been the one woken to re-arm: hand
-            // that to the next one. (Waking is all a drop may do: it can run while the
-            // runtime shuts down, when tokio's timers must not be polled.)
-            if self.wheel.armed_for.load(Ordering::SeqCst) == IDLE {
-                wake_earliest(&entries);
-            }
-            entry
-        };
-        // The waker is dropped outside the lock.
+        // Nothing to hand over: a fire that left the re-arming to the attempts' tasks
+        // woke every one of them. The waker is dropped outside the lock.
+        let entry = self.wheel.lock_entries().try_remove(self.key);
         drop(entry);
     }
 }
@@ -168,10 +165,13 @@ impl Wheel {
             {
                 return wheel.clone();
             }
+            let origin = Instant::now();
+            let far = crate::timeout::instant_after(origin, Duration::from_secs(86_400 * 365));
+            let sleep = Box::pin(tokio::time::sleep_until(far));
             let wheel = Arc::new_cyclic(|me: &Weak<Wheel>| Wheel {
-                origin: Instant::now(),
+                origin,
                 entries: Mutex::new(Slab::new()),
-                sleep: Mutex::new(None),
+                sleep: Mutex::new(sleep),
                 armed_for: AtomicU64::new(IDLE),
                 missed: AtomicBool::new(false),
                 fire: Waker::from(Arc::new(Fire(me.clone()))),
@@ -187,7 +187,7 @@ impl Wheel {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_sleep(&self) -> MutexGuard<'_, Option<Pin<Box<Sleep>>>> {
+    fn lock_sleep(&self) -> MutexGuard<'_, Pin<Box<Sleep>>> {
         self.sleep.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -201,23 +201,21 @@ impl Wheel {
     fn arm_sleep(&self, mut at: u64) {
         loop {
             let reached = {
-                let mut slot = self.lock_sleep();
+                let mut sleep = self.lock_sleep();
                 if self.armed_for.load(Ordering::SeqCst) <= at {
                     None
                 } else {
                     let when = self.origin + Duration::from_nanos(at);
-                    let sleep = match &mut *slot {
-                        Some(sleep) => {
-                            if sleep.deadline() != when {
-                                sleep.as_mut().reset(when);
-                            }
-                            sleep
-                        }
-                        None => slot.insert(Box::pin(tokio::time::sleep_until(when))),
-                    };
+                    if sleep.deadline() != when {
+                        sleep.as_mut().reset(when);
+                    }
                     self.armed_for.store(at, Ordering::SeqCst);
                     let mut cx = Context::from_waker(&self.fire);
-                    if sleep.as_mut().poll(&mut cx).is_pending() {
+                    // Outside the task's budget, as tokio's own `Timeout` polls its sleep:
+                    // a budget spent by the attempt must not leave the sleep unregistered.
+                    let polled = std::pin::pin!(tokio::task::coop::unconstrained(sleep.as_mut()))
+                        .poll(&mut cx);
+                    if polled.is_pending() {
                         None
                     } else {
                         self.armed_for.store(IDLE, Ordering::SeqCst);
@@ -226,10 +224,16 @@ impl Wheel {
                 }
             };
             self.take_missed_fire();
-            let Some(reached) = reached else {
-                return;
+            let next = match reached {
+                Some(reached) => fire_due(&self.entries, reached),
+                None => {
+                    // The target was read under the entries' lock, then let go: a fire
+                    // since then may have left an earlier entry waiting for an arming.
+                    let armed = self.armed_for.load(Ordering::SeqCst);
+                    earliest(&self.lock_entries()).filter(|e| *e < armed)
+                }
             };
-            match fire_due(&mut self.lock_entries(), reached) {
+            match next {
                 Some(next) => at = next,
                 None => return,
             }
@@ -257,7 +261,7 @@ impl Wheel {
                 let reached = self.armed_for.load(Ordering::SeqCst);
                 // A wake for a deadline the sleep was re-armed away from is stale: the
                 // sleep is registered again, and tokio will call back for the new one.
-                if reached == IDLE || !slot.as_ref().is_some_and(|s| s.is_elapsed()) {
+                if reached == IDLE || !slot.is_elapsed() {
                     continue;
                 }
                 self.armed_for.store(IDLE, Ordering::SeqCst);
@@ -267,9 +271,16 @@ impl Wheel {
             // thread's clock reads a hair earlier (or, outside the runtime's context,
             // real time).
             let now = self.ticks(Instant::now()).max(reached);
-            let mut entries = self.lock_entries();
-            if fire_due(&mut entries, now).is_some() {
-                wake_earliest(&entries);
+            if fire_due(&self.entries, now).is_some() {
+                // Attempts are left, and the sleep is not armed: wake all their tasks,
+                // so that the first one polled re-arms it, however busy the others are.
+                let waiting: Vec<Waker> = self
+                    .lock_entries()
+                    .iter()
+                    .filter(|(_, e)| !e.fired)
+                    .filter_map(|(_, e)| e.waker.clone())
+                    .collect();
+                waiting.into_iter().for_each(Waker::wake);
             }
         }
     }
@@ -281,20 +292,23 @@ impl Wheel {
     }
 }
 
-/// Wakes the entries due at `now` (marking them fired); returns the earliest deadline
-/// left, if any.
-fn fire_due(entries: &mut Slab<Entry>, now: u64) -> Option<u64> {
+/// Marks the entries due at `now` fired and wakes them, after letting go of the lock (a
+/// waker may run code that drops a `Timer`); returns the earliest deadline left, if any.
+fn fire_due(entries: &Mutex<Slab<Entry>>, now: u64) -> Option<u64> {
+    let mut due = Vec::new();
     let mut next = None::<u64>;
-    for (_, entry) in entries.iter_mut().filter(|(_, e)| !e.fired) {
-        if entry.deadline <= now {
-            entry.fired = true;
-            if let Some(waker) = entry.waker.take() {
-                waker.wake();
+    {
+        let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, entry) in entries.iter_mut().filter(|(_, e)| !e.fired) {
+            if entry.deadline <= now {
+                entry.fired = true;
+                due.extend(entry.waker.take());
+            } else {
+                next = Some(next.map_or(entry.deadline, |n| n.min(entry.deadline)));
             }
-        } else {
-            next = Some(next.map_or(entry.deadline, |n| n.min(entry.deadline)));
         }
     }
+    due.into_iter().for_each(Waker::wake);
     next
 }
 
@@ -305,19 +319,6 @@ fn earliest(entries: &Slab<Entry>) -> Option<u64> {
         .filter(|(_, e)| !e.fired)
         .map(|(_, e)| e.deadline)
         .min()
-}
-
-/// Wakes the task of the earliest entry not yet fired, so that its next poll re-arms
-/// the sleep.
-fn wake_earliest(entries: &Slab<Entry>) {
-    if let Some((_, entry)) = entries
-        .iter()
-        .filter(|(_, e)| !e.fired)
-        .min_by_key(|(_, e)| e.deadline)
-        && let Some(waker) = &entry.waker
-    {
-        waker.wake_by_ref();
-    }
 }
 
 /// The shared sleep's waker: tokio's timer calls it when the armed deadline is reached
@@ -555,6 +556,136 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(20));
         drop(rt);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_spent_its_budget_still_arms_the_sleep() {
+        // A consumer of a busy channel: after 128 ready receives the task's coop budget
+        // is spent, the next `recv` goes pending because of it, and the attempt arms the
+        // shared sleep with no budget left.
+        let start = Instant::now();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        for i in 0..1000 {
+            tx.send(i).expect("send");
+        }
+        let consumer = tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                match with_timeout(Duration::from_secs(1), rx.recv()).await {
+                    Ok(_) => n += 1,
+                    // The channel is drained and idle: the 1 s timeout must fire.
+                    Err(_) => return (n, start.elapsed()),
+                }
+            }
+        });
+        let out = tokio::time::timeout(Duration::from_secs(60), consumer).await;
+        drop(tx);
+        let (n, took) = out
+            .expect("the 1 s attempt timeout never fired")
+            .expect("task");
+        assert_eq!((n, took), (1000, Duration::from_secs(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_arming_target_does_not_delay_an_earlier_deadline() {
+        // Runs `poll_expired`'s two halves by hand, to place a preemption between them.
+        let t0 = Instant::now();
+        let w = Waker::noop();
+        let wheel = Wheel::current();
+        let s = Timer::arm(t0 + Duration::from_millis(10), w); // armed for 10
+        let _q = Timer::arm(t0 + Duration::from_millis(100), w);
+        drop(s); // the sleep stays armed for 10
+        tokio::time::sleep_until(t0 + Duration::from_millis(10)).await; // stale fire
+        assert_eq!(wheel.armed_for.load(Ordering::SeqCst), IDLE);
+        // Q's task computes its target, 100 ms, and its worker is preempted here ...
+        let target = earliest(&wheel.lock_entries()).expect("an entry");
+        let _a = Timer::arm(t0 + Duration::from_millis(30), w); // arms for 30
+        let e = Timer::arm(t0 + Duration::from_millis(60), w); // no re-arm
+        tokio::time::sleep_until(t0 + Duration::from_millis(30)).await; // fire at 30
+        assert_eq!(wheel.armed_for.load(Ordering::SeqCst), IDLE);
+        // ... and resumes: its stale target must not stand for E's earlier deadline.
+        wheel.arm_sleep(target);
+        let mut cx = Context::from_waker(w);
+        assert!(e.poll_expired(&mut cx).is_pending());
+        tokio::time::sleep_until(t0 + Duration::from_millis(61)).await;
+        assert!(
+            e.poll_expired(&mut cx).is_ready(),
+            "E (60 ms) not fired at 61 ms"
+        );
+    }
+
+    #[test]
+    fn a_runtime_without_timers_panics_without_leaving_entries() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            for _ in 0..3 {
+                let out = tokio::spawn(with_timeout(
+                    Duration::from_millis(5),
+                    std::future::pending::<()>(),
+                ))
+                .await;
+                assert!(out.expect_err("no timers").is_panic());
+            }
+            let leftover = LOCAL.with(|l| l.borrow().as_ref().map(|(_, w)| w.len()));
+            assert_eq!(
+                leftover.unwrap_or(0),
+                0,
+                "entries left behind by the panics"
+            );
+        });
+    }
+
+    /// A waker that drops a `Timer` when woken, as an executor that is gone, or one
+    /// that polls inline, would.
+    struct DropOnWake(Mutex<Option<Timer>>);
+
+    impl Wake for DropOnWake {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            drop(self.0.lock().unwrap_or_else(PoisonError::into_inner).take());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wakers_are_called_outside_the_wheels_locks() {
+        let t0 = Instant::now();
+        let slot = Arc::new(DropOnWake(Mutex::new(None)));
+        let _due = Timer::arm(t0 + Duration::from_millis(10), &Waker::from(slot.clone()));
+        *slot.0.lock().expect("lock") =
+            Some(Timer::arm(t0 + Duration::from_secs(5), Waker::noop()));
+        // Deadlocks if the fire wakes `_due` while holding the entries' lock.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(slot.0.lock().expect("lock").is_none());
+    }
+
+    #[test]
+    fn a_busy_task_does_not_hold_back_the_timeouts_of_others() {
+        let rt = two_workers();
+        let busy_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = busy_done.clone();
+        let out = rt.block_on(async move {
+            // Arms the sleep for 10 ms, then finishes: the sleep stays armed (stale).
+            let _ = with_timeout(Duration::from_millis(10), tokio::task::yield_now()).await;
+            // An attempt whose task then blocks its worker for 600 ms in one poll.
+            tokio::spawn(async move {
+                let attempt = with_timeout(Duration::from_millis(50), async {
+                    std::thread::sleep(Duration::from_millis(600));
+                    done.store(true, Ordering::SeqCst);
+                    std::future::pending::<()>().await;
+                });
+                let _ = attempt.await;
+            });
+            tokio::task::yield_now().await;
+            // This 60 ms timeout must fire while that task is still busy.
+            let out = with_timeout(Duration::from_millis(60), std::future::pending::<()>()).await;
+            (out.is_err(), busy_done.load(Ordering::SeqCst))
+        });
+        assert_eq!(out, (true, false), "the timeout waited for the busy task");
     }
 
     #[test]
