@@ -401,8 +401,16 @@ async fn scenario() {
         "the breaker opened during the outage"
     );
     assert!(rejected_count > 0, "calls were rejected while it was open");
+    // Sub-millisecond for nearly all, and never anywhere near a database wait. A single
+    // sample on this shared VM has been seen at 4.8 ms with no runnable wait to explain
+    // it (time the hypervisor takes the vCPU away is invisible to `run_delay`), so the
+    // tight bound is on the 99th percentile.
     assert!(
-        reject_max < Duration::from_millis(1),
+        reject_p99 < Duration::from_millis(1),
+        "calls rejected by the open breaker took {reject_p99:?} at the 99th percentile"
+    );
+    assert!(
+        reject_max < Duration::from_millis(20),
         "a call rejected by the open breaker took {reject_max:?}"
     );
     assert!(
