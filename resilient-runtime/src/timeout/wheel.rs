@@ -663,29 +663,27 @@ mod tests {
         assert!(slot.0.lock().expect("lock").is_none());
     }
 
-    #[test]
-    fn a_busy_task_does_not_hold_back_the_timeouts_of_others() {
-        let rt = two_workers();
-        let busy_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = busy_done.clone();
-        let out = rt.block_on(async move {
-            // Arms the sleep for 10 ms, then finishes: the sleep stays armed (stale).
-            let _ = with_timeout(Duration::from_millis(10), tokio::task::yield_now()).await;
-            // An attempt whose task then blocks its worker for 600 ms in one poll.
-            tokio::spawn(async move {
-                let attempt = with_timeout(Duration::from_millis(50), async {
-                    std::thread::sleep(Duration::from_millis(600));
-                    done.store(true, Ordering::SeqCst);
-                    std::future::pending::<()>().await;
-                });
-                let _ = attempt.await;
-            });
-            tokio::task::yield_now().await;
-            // This 60 ms timeout must fire while that task is still busy.
-            let out = with_timeout(Duration::from_millis(60), std::future::pending::<()>()).await;
-            (out.is_err(), busy_done.load(Ordering::SeqCst))
-        });
-        assert_eq!(out, (true, false), "the timeout waited for the busy task");
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_task_does_not_hold_back_the_timeouts_of_others() {
+        let t0 = Instant::now();
+        // Arms the sleep for 10 ms, then finishes: the sleep stays armed (stale).
+        drop(Timer::arm(t0 + Duration::from_millis(10), Waker::noop()));
+        // The earliest waiting attempt belongs to a task that is never polled again
+        // (busy in one long poll, or blocked): its waker does nothing.
+        let _busy = Timer::arm(t0 + Duration::from_millis(50), Waker::noop());
+        // This 60 ms timeout must fire at 60 ms, without waiting for the busy task to
+        // re-arm the sleep after the stale fire at 10 ms.
+        let out = tokio::time::timeout(
+            Duration::from_secs(1),
+            with_timeout(Duration::from_millis(60), std::future::pending::<()>()),
+        )
+        .await;
+        assert_eq!(
+            out.map(|o| o.is_err()),
+            Ok(true),
+            "the timeout waited for the busy task"
+        );
+        assert_eq!(t0.elapsed(), Duration::from_millis(60));
     }
 
     #[test]
